@@ -1,0 +1,20 @@
+//! What both sides of the Outpost link share: the agent and the portal depend on this crate.
+//!
+//! # Layout
+//! - [`agent_id`]: the agent identifier (`[a-z0-9-]`, also the broker username and MQTT client id).
+//! - [`topics`]: the topic layout, one subtree per agent (`agents/<id>/up/<kind>`, `agents/<id>/down/cmd`).
+//! - [`protocol`]: the versioned serde messages on those topics (agent → portal and portal → agent).
+//! - [`session`]: MQTT 3.1.1 over TLS options (rumqttc + rustls with the `ring` provider, TCP_NODELAY on).
+//! - [`backoff`]: jittered exponential reconnect backoff, pure and testable.
+//! - [`outbox`]: the agent's bounded, persistent FIFO of messages that leave only after the broker's PUBACK;
+//!   storage is a narrow trait so the agent keeps its one store module.
+#![forbid(unsafe_code)]
+
+pub mod agent_id;
+pub mod backoff;
+pub mod outbox;
+pub mod protocol;
+pub mod session;
+pub mod topics;
+
+pub use agent_id::AgentId;

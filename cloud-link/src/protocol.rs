@@ -1,0 +1,406 @@
+//! The versioned wire protocol: JSON messages from agent to portal ([`Envelope`]) and back ([`CommandEnvelope`]).
+//!
+//! Every message carries the protocol version `v`. A receiver rejects a version newer than its own
+//! [`PROTOCOL_VERSION`] with [`ProtocolError::UnsupportedVersion`] instead of misreading it; fields added
+//! within a version must be optional (`#[serde(default)]`) so older readers keep working.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::topics::UpKind;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Why bytes on a topic are not a message we can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("message speaks protocol version {found}, this build understands up to {PROTOCOL_VERSION}; upgrade this side")]
+    UnsupportedVersion { found: u16 },
+    #[error("malformed message: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("a {found} message arrived on the {topic} topic")]
+    WrongTopic {
+        found: &'static str,
+        topic: &'static str,
+    },
+}
+
+#[derive(Deserialize)]
+struct VersionOnly {
+    v: u16,
+}
+
+fn check_version(bytes: &[u8]) -> Result<(), ProtocolError> {
+    let VersionOnly { v } = serde_json::from_slice(bytes)?;
+    if v > PROTOCOL_VERSION || v == 0 {
+        return Err(ProtocolError::UnsupportedVersion { found: v });
+    }
+    Ok(())
+}
+
+/// One message from an agent, as published on `agents/<id>/up/<kind>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub v: u16,
+    /// The agent's outbox sequence number: strictly increasing for the life of an agent identity, so the
+    /// portal can drop duplicates (a re-sent message whose PUBACK was lost) and count gaps. `0` only on the
+    /// last-will presence, which the broker sends on the agent's behalf.
+    pub seq: u64,
+    /// The data epoch the agent was in when it queued the message; the portal drops reports from an
+    /// epoch older than the one a cleanup started.
+    pub epoch: u64,
+    /// When the agent queued the message, Unix milliseconds.
+    pub at_ms: i64,
+    pub msg: AgentMessage,
+}
+
+impl Envelope {
+    pub fn new(seq: u64, epoch: u64, at_ms: i64, msg: AgentMessage) -> Self {
+        Self {
+            v: PROTOCOL_VERSION,
+            seq,
+            epoch,
+            at_ms,
+            msg,
+        }
+    }
+
+    /// The offline presence the broker publishes if the agent vanishes without saying goodbye.
+    pub fn last_will() -> Self {
+        Self::new(0, 0, 0, AgentMessage::Presence(Presence { online: false }))
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing these plain structs cannot fail: no maps with non-string keys, no foreign types.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses a message received on a topic of kind `kind`, checking version and that the body fits the topic.
+    pub fn decode(kind: UpKind, bytes: &[u8]) -> Result<Self, ProtocolError> {
+        check_version(bytes)?;
+        let env: Envelope = serde_json::from_slice(bytes)?;
+        if env.msg.kind() != kind {
+            return Err(ProtocolError::WrongTopic {
+                found: env.msg.kind().as_str(),
+                topic: kind.as_str(),
+            });
+        }
+        Ok(env)
+    }
+}
+
+/// What an agent says; each variant has its own topic ([`AgentMessage::kind`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentMessage {
+    /// Sent on every connect: who and what the agent is (it re-sends its state; nothing relies on retained messages).
+    Hello(Hello),
+    /// Online when connected (retained), offline as the last will and on a clean shutdown.
+    Presence(Presence),
+    Heartbeat(Heartbeat),
+    /// The result of one command.
+    Ack(Ack),
+    /// Data the agent gathered (discovery results and the like), keyed by `kind`.
+    Report(Report),
+}
+
+impl AgentMessage {
+    pub fn kind(&self) -> UpKind {
+        match self {
+            AgentMessage::Hello(_) => UpKind::Hello,
+            AgentMessage::Presence(_) => UpKind::Presence,
+            AgentMessage::Heartbeat(_) => UpKind::Heartbeat,
+            AgentMessage::Ack(_) => UpKind::Ack,
+            AgentMessage::Report(_) => UpKind::Report,
+        }
+    }
+}
+
+/// Where the agent runs, as the portal shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    /// An Outpost box (small dedicated Linux machine).
+    Box,
+    /// A Linux/ARM router (OpenWrt class).
+    Router,
+    /// Any other Linux host.
+    Linux,
+}
+
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Box => "box",
+            Platform::Router => "router",
+            Platform::Linux => "linux",
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `s` is not one of `box`, `router`, `linux`.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown platform {0:?}: expected box, router or linux")]
+pub struct UnknownPlatform(pub String);
+
+impl FromStr for Platform {
+    type Err = UnknownPlatform;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "box" => Ok(Platform::Box),
+            "router" => Ok(Platform::Router),
+            "linux" => Ok(Platform::Linux),
+            other => Err(UnknownPlatform(other.to_owned())),
+        }
+    }
+}
+
+/// One network interface of the agent's host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interface {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// Addresses in CIDR notation (`192.0.2.7/24`).
+    #[serde(default)]
+    pub addrs: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The agent's software version.
+    pub version: String,
+    pub platform: Platform,
+    pub hostname: String,
+    /// The name the agent knows itself by (the portal's name wins on a conflict).
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_ip: Option<String>,
+    #[serde(default)]
+    pub interfaces: Vec<Interface>,
+    /// What this agent can do (`"cleanup"`, `"rename"`, later `"discovery"`, `"block"`, …).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    pub online: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub uptime_s: u64,
+    /// Messages waiting in the outbox when this heartbeat was queued.
+    pub outbox_depth: u64,
+    /// Messages the bounded outbox has had to drop since the agent was activated.
+    pub outbox_dropped: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub command_id: u64,
+    pub outcome: Outcome,
+}
+
+/// How a command ended on the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    Done,
+    Failed { message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub kind: String,
+    pub body: serde_json::Value,
+}
+
+/// One command from the portal, published on `agents/<id>/down/cmd`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandEnvelope {
+    pub v: u16,
+    /// Unique per agent; the agent runs each id at most once, also across restarts.
+    pub id: u64,
+    pub cmd: Command,
+}
+
+impl CommandEnvelope {
+    pub fn new(id: u64, cmd: Command) -> Self {
+        Self {
+            v: PROTOCOL_VERSION,
+            id,
+            cmd,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
+        check_version(bytes)?;
+        Ok(serde_json::from_slice(bytes)?)
+    }
+}
+
+/// What the portal asks an agent to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// Take this name.
+    Rename { name: String },
+    /// Wipe local data except identity and name, and stamp everything after with `epoch`.
+    Cleanup { epoch: u64 },
+    /// Do nothing but acknowledge (round-trip checks and benchmarks).
+    Ping,
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Rename { .. } => "rename",
+            Command::Cleanup { .. } => "cleanup",
+            Command::Ping => "ping",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello() -> AgentMessage {
+        AgentMessage::Hello(Hello {
+            version: "0.1.0".into(),
+            platform: Platform::Box,
+            hostname: "site-gw".into(),
+            name: "site-gw".into(),
+            mac: Some("02:00:00:00:00:01".into()),
+            local_ip: Some("192.0.2.7".into()),
+            interfaces: vec![Interface {
+                name: "lan0".into(),
+                mac: Some("02:00:00:00:00:01".into()),
+                addrs: vec!["192.0.2.7/24".into()],
+            }],
+            capabilities: vec!["cleanup".into()],
+        })
+    }
+
+    #[test]
+    fn every_agent_message_round_trips_on_its_topic() {
+        let msgs = [
+            hello(),
+            AgentMessage::Presence(Presence { online: true }),
+            AgentMessage::Heartbeat(Heartbeat {
+                uptime_s: 5,
+                outbox_depth: 2,
+                outbox_dropped: 0,
+            }),
+            AgentMessage::Ack(Ack {
+                command_id: 9,
+                outcome: Outcome::Failed {
+                    message: "x".into(),
+                },
+            }),
+            AgentMessage::Report(Report {
+                kind: "devices".into(),
+                body: serde_json::json!([1, 2]),
+            }),
+        ];
+        for (i, msg) in msgs.into_iter().enumerate() {
+            let env = Envelope::new(i as u64 + 1, 3, 1_700_000_000_000, msg);
+            let back = Envelope::decode(env.msg.kind(), &env.encode()).unwrap();
+            assert_eq!(back, env);
+        }
+    }
+
+    #[test]
+    fn a_message_on_the_wrong_topic_is_refused() {
+        let env = Envelope::new(1, 0, 0, hello());
+        let err = Envelope::decode(UpKind::Ack, &env.encode()).unwrap_err();
+        assert!(matches!(
+            err,
+            ProtocolError::WrongTopic {
+                found: "hello",
+                topic: "ack"
+            }
+        ));
+    }
+
+    #[test]
+    fn a_newer_version_is_refused_not_misread() {
+        let mut env = Envelope::new(1, 0, 0, AgentMessage::Presence(Presence { online: true }));
+        env.v = PROTOCOL_VERSION + 1;
+        let err = Envelope::decode(UpKind::Presence, &env.encode()).unwrap_err();
+        assert!(
+            matches!(err, ProtocolError::UnsupportedVersion { found } if found == PROTOCOL_VERSION + 1)
+        );
+        let cmd = br#"{"v":2,"id":1,"cmd":{"type":"ping"}}"#;
+        assert!(matches!(
+            CommandEnvelope::decode(cmd),
+            Err(ProtocolError::UnsupportedVersion { found: 2 })
+        ));
+    }
+
+    #[test]
+    fn unknown_optional_fields_are_ignored_and_missing_ones_default() {
+        let raw = br#"{"v":1,"seq":4,"epoch":0,"at_ms":1,"future":true,
+            "msg":{"type":"hello","version":"9","platform":"router","hostname":"h","name":"n"}}"#;
+        let env = Envelope::decode(UpKind::Hello, raw).unwrap();
+        let AgentMessage::Hello(h) = env.msg else {
+            panic!("not a hello")
+        };
+        assert_eq!(h.platform, Platform::Router);
+        assert!(h.interfaces.is_empty() && h.mac.is_none());
+    }
+
+    #[test]
+    fn commands_round_trip() {
+        for cmd in [
+            Command::Rename {
+                name: "Shop".into(),
+            },
+            Command::Cleanup { epoch: 2 },
+            Command::Ping,
+        ] {
+            let env = CommandEnvelope::new(7, cmd);
+            assert_eq!(CommandEnvelope::decode(&env.encode()).unwrap(), env);
+        }
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        assert!(matches!(
+            CommandEnvelope::decode(b"not json"),
+            Err(ProtocolError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn last_will_is_an_unsequenced_offline_presence() {
+        let will = Envelope::last_will();
+        assert_eq!(will.seq, 0);
+        assert_eq!(will.msg, AgentMessage::Presence(Presence { online: false }));
+    }
+
+    #[test]
+    fn platform_parses_its_own_names() {
+        for p in [Platform::Box, Platform::Router, Platform::Linux] {
+            assert_eq!(p.as_str().parse::<Platform>().unwrap(), p);
+        }
+        assert!("toaster".parse::<Platform>().is_err());
+    }
+}
