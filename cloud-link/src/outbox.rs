@@ -246,8 +246,10 @@ impl<L: OutboxLog> Outbox<L> {
 /// An in-memory [`OutboxLog`] for tests; the agent's is sled-backed.
 #[derive(Debug, Default)]
 pub struct MemoryLog {
-    inner: Mutex<(Option<Meta>, BTreeMap<u64, Vec<u8>>)>,
+    inner: Mutex<MemoryState>,
 }
+
+type MemoryState = (Option<Meta>, BTreeMap<u64, Vec<u8>>);
 
 /// [`MemoryLog`] never fails.
 #[derive(Debug, thiserror::Error)]
@@ -255,7 +257,7 @@ pub struct MemoryLog {
 pub struct Infallible;
 
 impl MemoryLog {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Option<Meta>, BTreeMap<u64, Vec<u8>>)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -429,7 +431,6 @@ mod tests {
         assert_eq!(o.dropped(), 1);
         assert_eq!(payloads(&o), ["2:b", "3:c"]);
         assert!(o.bytes() <= one * 2);
-        drop(o);
         assert_eq!(
             Outbox::open(&log, one * 2).unwrap().dropped(),
             1,
