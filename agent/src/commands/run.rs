@@ -1,0 +1,90 @@
+//! `outpost-agent run [--config FILE]`: the daemon. Exits 0 on SIGTERM/SIGINT, 3 when the portal deleted it.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tracing::{error, info};
+
+use super::Exit;
+use crate::config::{Config, DEFAULT_PATH};
+use crate::identity::Identity;
+use crate::link::{Link, LinkExit, LinkParts};
+use crate::notify::Notifier;
+use crate::portal_api::PortalClient;
+use crate::runtime_status::RuntimeFile;
+use crate::state_dir::StateDir;
+use crate::store::Store;
+
+const DELETED: &str = "this agent was deleted in the portal; its state was wiped, ready for a new activation code (outpost-agent activate CODE --portal URL)";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Configuration file; a missing default file means the defaults, a missing explicit one is an error.
+    #[arg(long, value_name = "FILE", default_value_t = DEFAULT_PATH.to_owned())]
+    pub config: String,
+}
+
+pub async fn run(state: &StateDir, args: Args) -> anyhow::Result<Exit> {
+    let explicit = (args.config != DEFAULT_PATH).then(|| PathBuf::from(&args.config));
+    let config = Config::load(explicit.as_deref())?;
+    crate::logging::init(config.log_format, "info");
+    let Some(identity) = Identity::load(&state.identity())? else {
+        if state.is_deleted() {
+            eprintln!("{DELETED}");
+            return Ok(Exit::Deleted);
+        }
+        anyhow::bail!(
+            "this agent is not activated (no {}): run `outpost-agent --state {} activate CODE --portal https://HOST:PORT` first",
+            state.identity().display(),
+            state.root().display()
+        );
+    };
+    let store = Store::open(&state.db())?;
+    let portal = PortalClient::new(
+        &identity.portal,
+        identity.portal_ca_pem.as_deref().map(str::as_bytes),
+    )
+    .context("cannot set up the portal client from identity.json")?;
+    let (stop, shutdown) = watch::channel(false);
+    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => info!(signal = "SIGTERM", "stop requested"),
+            _ = int.recv() => info!(signal = "SIGINT", "stop requested"),
+        }
+        let _ = stop.send(true);
+        // Keep the sender alive so receivers see `true`, not a closed channel.
+        std::future::pending::<()>().await;
+    });
+    let link = Link::new(LinkParts {
+        runtime: RuntimeFile::new(state.runtime(), identity.name.clone()),
+        identity_path: state.identity(),
+        identity,
+        config,
+        store,
+        notifier: Notifier::from_env(),
+        portal,
+        shutdown,
+    })?;
+    match link.run().await? {
+        LinkExit::Shutdown => {
+            info!("stopped");
+            Ok(Exit::Ok)
+        }
+        LinkExit::Deleted => {
+            error!("{DELETED}");
+            if let Err(errors) = state.wipe_to_deleted() {
+                for e in &errors {
+                    error!(error = %e, "wiping the state directory");
+                }
+                anyhow::bail!(
+                    "this agent was deleted in the portal, but wiping its state failed (see above)"
+                );
+            }
+            Ok(Exit::Deleted)
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! The Outpost on-site agent: activates with a code from the portal, then keeps an MQTT 3.1.1/TLS link to the
+//! portal's broker and follows the lifecycle the portal enforces (see `ARCHITECTURE.md`).
+//!
+//! # Layout
+//! - [`commands`]: the CLI (`activate`, `run`, `status`, `print-config`), exit codes; the top of the binary.
+//! - [`config`]: `agent.toml`, raw → validated, with the documented defaults compiled in.
+//! - [`state_dir`]: what lives where in the state directory, atomic writes, the wipe after deletion.
+//! - [`identity`]: `identity.json` (agent id, secret, broker, CAs, name, platform).
+//! - [`store`]: the sled database (outbox log, executed command ids, data epoch, local data); the only sled user.
+//! - [`portal_api`]: the portal's agent-facing HTTPS API (activate, status) and its errors.
+//! - [`hostinfo`]: interfaces, local IP, MAC, hostname, platform detection.
+//! - [`link`]: the broker session loop: outbox draining, commands, heartbeats, refusal → portal → lifecycle.
+//! - [`executor`]: runs each command at most once (rename, cleanup, ping).
+//! - [`runtime_status`]: `runtime.json` written by the daemon and the `status` report.
+//! - [`notify`]: systemd readiness, status and watchdog.
+//! - [`logging`]: tracing to stderr, text or JSON.
+//!
+//! LAN discovery, blocking and power control plug in later as further modules fed by `Config::interfaces`,
+//! storing into the store's `data` tree (wiped by a cleanup) and reporting through `AgentMessage::Report`.
+#![forbid(unsafe_code)]
+
+pub mod commands;
+pub mod config;
+pub mod executor;
+pub mod hostinfo;
+pub mod identity;
+pub mod link;
+pub mod logging;
+pub mod notify;
+pub mod portal_api;
+pub mod runtime_status;
+pub mod state_dir;
+pub mod store;

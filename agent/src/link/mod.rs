@@ -1,0 +1,596 @@
+//! The broker link: one MQTT/TLS session at a time, the outbox drained through it, commands run from it, and
+//! the agent side of the lifecycle when the broker turns the agent away.
+//!
+//! ```text
+//!  connect ──ConnAck──▶ subscribe down/cmd, queue presence online + hello, drain outbox (window of 16)
+//!     ▲                    │ PubAck(pkid) → outbox.ack(seq)      │ command → executor → Ack queued
+//!     │ backoff            ▼ connection error: drop client + event loop
+//!     └── refused? ── ask the portal ─┬─ active / pending / unknown / unreachable → backoff, reconnect
+//!                                     ├─ deactivated / expired → disabled: poll status, reconnect when active
+//!                                     └─ 410 → LinkExit::Deleted (the caller wipes and exits 3)
+//! ```
+//! Heartbeats are queued every interval whether connected or not (not while disabled). rumqttc would
+//! reconnect on its own on the next poll; instead every session gets a fresh client and event loop after the
+//! backoff delay, so the outbox is the only source of retransmission.
+
+pub mod flight;
+pub mod verdict;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use outpost_cloud_link::backoff::Backoff;
+use outpost_cloud_link::outbox::{Outbox, OutboxError};
+use outpost_cloud_link::protocol::{Ack, AgentMessage, Envelope, Heartbeat, Hello, Presence};
+use outpost_cloud_link::session::{split_host_port, SessionConfig, SessionError};
+use outpost_cloud_link::topics;
+use rumqttc::{AsyncClient, ConnectionError, Event, Outgoing, Packet, QoS, SubscribeReasonCode};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{interval_at, sleep_until, Instant, Interval, MissedTickBehavior};
+use tracing::{debug, error, info, warn};
+
+use crate::config::Config;
+use crate::executor::{ExecError, Executor};
+use crate::hostinfo;
+use crate::identity::Identity;
+use crate::notify::Notifier;
+use crate::portal_api::PortalClient;
+use crate::runtime_status::{AgentState, LinkState, RuntimeFile};
+use crate::state_dir::StateDirError;
+use crate::store::{OutboxTree, Store, StoreError};
+use flight::InFlight;
+use verdict::{is_refusal, verdict, Verdict};
+
+/// Outbox messages handed to the MQTT client and not yet acknowledged, at most.
+pub const WINDOW: usize = 16;
+/// Requests queued toward rumqttc's event loop (publishes, PUBACKs for commands, the subscription).
+const CHANNEL_CAPACITY: usize = 128;
+/// How long a clean shutdown tries to empty the outbox.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+/// What this agent can do, as told in every hello.
+pub const CAPABILITIES: [&str; 3] = ["rename", "cleanup", "ping"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("outbox: {0}")]
+    Outbox(#[from] OutboxError<StoreError>),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error(
+        "broker session settings from identity.json are unusable: {0}; activate again with --force"
+    )]
+    Session(#[from] SessionError),
+    #[error("write runtime status: {0}")]
+    Runtime(#[from] StateDirError),
+}
+
+/// Why [`Link::run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkExit {
+    /// SIGTERM/SIGINT: the agent said goodbye.
+    Shutdown,
+    /// The portal deleted this agent (410): wipe the state and exit 3.
+    Deleted,
+}
+
+/// Everything the link needs, handed in by `run`.
+pub struct LinkParts {
+    pub config: Config,
+    pub identity: Identity,
+    pub identity_path: PathBuf,
+    pub store: Store,
+    pub runtime: RuntimeFile,
+    pub notifier: Notifier,
+    pub portal: PortalClient,
+    /// Becomes `true` (or is dropped) when the agent must stop.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+enum Ended {
+    Shutdown,
+    Lost(ConnectionError),
+}
+
+enum Wake {
+    Active,
+    Deleted,
+    Shutdown,
+}
+
+type Events = mpsc::Receiver<Result<Event, ConnectionError>>;
+
+/// The daemon's link to the portal.
+pub struct Link {
+    config: Config,
+    identity: Identity,
+    identity_path: PathBuf,
+    store: Store,
+    outbox: Outbox<OutboxTree>,
+    runtime: RuntimeFile,
+    notifier: Notifier,
+    portal: PortalClient,
+    shutdown: watch::Receiver<bool>,
+    session: SessionConfig,
+    backoff: Backoff,
+    started: Instant,
+    cmd_topic: String,
+    heartbeat: Interval,
+    watchdog: Option<Interval>,
+}
+
+/// Waits for the next watchdog tick, or forever when systemd wants none.
+async fn tick(interval: &mut Option<Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Aborts the event-loop task when the session ends, closing the connection.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Link {
+    /// Opens the outbox and prepares the session; must run inside the tokio runtime.
+    pub fn new(parts: LinkParts) -> Result<Self, LinkError> {
+        let LinkParts {
+            config,
+            identity,
+            identity_path,
+            store,
+            runtime,
+            notifier,
+            portal,
+            shutdown,
+        } = parts;
+        let outbox = Outbox::open(store.outbox_log(), config.outbox_max_bytes)?;
+        let session = SessionConfig::for_agent(
+            &identity.broker,
+            &identity.agent_id,
+            &identity.secret,
+            identity.ca_pem.clone().into_bytes(),
+        );
+        // Fail early on a broken identity rather than on every reconnect.
+        split_host_port(&identity.broker)?;
+        let now = Instant::now();
+        let mut heartbeat = interval_at(now + config.heartbeat, config.heartbeat);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let watchdog = notifier.watchdog_interval().map(|period| {
+            let mut i = interval_at(now + period, period);
+            i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            i
+        });
+        Ok(Self {
+            backoff: Backoff::new(config.reconnect_initial, config.reconnect_max),
+            cmd_topic: topics::commands(&identity.agent_id),
+            started: now,
+            config,
+            identity,
+            identity_path,
+            store,
+            outbox,
+            runtime,
+            notifier,
+            portal,
+            shutdown,
+            session,
+            heartbeat,
+            watchdog,
+        })
+    }
+
+    /// Runs until shutdown or deletion. Storage failures are errors (the service manager restarts the agent).
+    pub async fn run(mut self) -> Result<LinkExit, LinkError> {
+        info!(
+            agent_id = %self.identity.agent_id,
+            broker = %self.identity.broker,
+            outbox_depth = self.outbox.depth(),
+            interfaces = ?self.config.interfaces,
+            "agent starting"
+        );
+        self.sync_runtime()?;
+        self.notifier.ready();
+        self.notifier.status("connecting");
+        let exit = self.run_inner().await;
+        if exit.is_ok() {
+            self.runtime.update(|r| r.link = LinkState::Down)?;
+            self.notifier.stopping();
+        }
+        exit
+    }
+
+    async fn run_inner(&mut self) -> Result<LinkExit, LinkError> {
+        loop {
+            let err = match self.session_once().await? {
+                Ended::Shutdown => return Ok(LinkExit::Shutdown),
+                Ended::Lost(e) => e,
+            };
+            self.set_link(LinkState::Down)?;
+            let delay = self.backoff.next_delay();
+            if is_refusal(&err) {
+                warn!(error = %err, "the broker turned this agent away; asking the portal why");
+                let Some(v) = self.ask_portal().await else {
+                    return self.exit_while_down();
+                };
+                match v {
+                    Verdict::Deleted => return Ok(LinkExit::Deleted),
+                    Verdict::Disabled { status } => match self.disabled(&status).await? {
+                        Wake::Active => {
+                            self.backoff.reset();
+                            continue;
+                        }
+                        Wake::Deleted => return Ok(LinkExit::Deleted),
+                        Wake::Shutdown => return Ok(LinkExit::Shutdown),
+                    },
+                    Verdict::Retry => {
+                        info!(
+                            delay_ms = delay.as_millis() as u64,
+                            "the portal says this agent is active; reconnecting"
+                        )
+                    }
+                    Verdict::CredentialsRejected => error!(
+                        agent_id = %self.identity.agent_id,
+                        delay_ms = delay.as_millis() as u64,
+                        "credentials rejected by the portal; retrying (if this persists, activate the agent again with a new code and --force)"
+                    ),
+                    Verdict::NoAnswer { reason } => warn!(
+                        reason = %reason,
+                        delay_ms = delay.as_millis() as u64,
+                        "cannot ask the portal about this agent; retrying"
+                    ),
+                }
+            } else {
+                warn!(error = %err, delay_ms = delay.as_millis() as u64, "broker connection lost; reconnecting");
+            }
+            if self.pause(delay).await? {
+                return self.exit_while_down();
+            }
+        }
+    }
+
+    /// Shutting down without a connection: the goodbye waits in the outbox like everything else.
+    fn exit_while_down(&mut self) -> Result<LinkExit, LinkError> {
+        self.queue(AgentMessage::Presence(Presence { online: false }), true)?;
+        Ok(LinkExit::Shutdown)
+    }
+
+    /// One broker session, from connecting to losing it (or shutting down).
+    async fn session_once(&mut self) -> Result<Ended, LinkError> {
+        debug!(broker = %self.identity.broker, "connecting to the broker");
+        let (client, mut eventloop) = self.session.connect(CHANNEL_CAPACITY)?;
+        // Commands are PUBACKed only after they are recorded, so one lost in a crash is redelivered.
+        eventloop.mqtt_options.set_manual_acks(true);
+        eventloop.state.manual_acks = true;
+        // The event loop runs in its own task so it is never cancelled mid-write by the select below.
+        let (tx, mut events) = mpsc::channel(64);
+        let _task = AbortOnDrop(tokio::spawn(async move {
+            loop {
+                let event = eventloop.poll().await;
+                let failed = event.is_err();
+                if tx.send(event).await.is_err() || failed {
+                    return;
+                }
+            }
+        }));
+        let mut flight = InFlight::default();
+        let mut up = false;
+        loop {
+            if up {
+                self.pump(&client, &mut flight)?;
+            }
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(Ok(event)) => self.on_event(event, &client, &mut flight, &mut up)?,
+                    Some(Err(e)) => return Ok(Ended::Lost(e)),
+                    None => return Ok(Ended::Lost(ConnectionError::RequestsDone)),
+                },
+                _ = self.heartbeat.tick() => self.queue_heartbeat()?,
+                _ = tick(&mut self.watchdog) => self.notifier.watchdog(),
+                _ = self.shutdown.changed() => {
+                    self.close(&client, &mut events, &mut flight, up).await?;
+                    return Ok(Ended::Shutdown);
+                }
+            }
+        }
+    }
+
+    fn on_event(
+        &mut self,
+        event: Event,
+        client: &AsyncClient,
+        flight: &mut InFlight,
+        up: &mut bool,
+    ) -> Result<(), LinkError> {
+        match event {
+            Event::Incoming(Packet::ConnAck(ack)) => {
+                *up = true;
+                self.backoff.reset();
+                info!(broker = %self.identity.broker, session_present = ack.session_present, "connected to the broker");
+                if let Err(e) = client.try_subscribe(&self.cmd_topic, QoS::AtLeastOnce) {
+                    warn!(error = %e, "could not subscribe to commands");
+                }
+                self.queue(AgentMessage::Presence(Presence { online: true }), true)?;
+                let hello = self.hello();
+                self.queue(AgentMessage::Hello(hello), false)?;
+                self.set_link(LinkState::Up)?;
+            }
+            Event::Incoming(Packet::Publish(publish)) => {
+                if publish.topic == self.cmd_topic {
+                    self.on_command(&publish.payload)?;
+                } else {
+                    warn!(topic = %publish.topic, "ignoring a message on an unexpected topic");
+                }
+                if let Err(e) = client.try_ack(&publish) {
+                    warn!(error = %e, "could not acknowledge a command to the broker; it will be redelivered and answered from the record");
+                }
+            }
+            Event::Incoming(Packet::PubAck(ack)) => {
+                if let Some(seq) = flight.acked(ack.pkid) {
+                    self.outbox.ack(seq)?;
+                    self.sync_runtime()?;
+                }
+            }
+            Event::Incoming(Packet::SubAck(ack))
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, SubscribeReasonCode::Failure)) =>
+            {
+                error!(topic = %self.cmd_topic, "the broker refused the command subscription; commands cannot arrive (check the agent's broker role)");
+            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                let _ = flight.published(pkid);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_command(&mut self, payload: &[u8]) -> Result<(), LinkError> {
+        let before = self.identity.name.clone();
+        let handled = Executor {
+            store: &self.store,
+            outbox: &mut self.outbox,
+            identity: &mut self.identity,
+            identity_path: &self.identity_path,
+        }
+        .handle(payload)?;
+        if let Some(done) = handled {
+            if self.identity.name != before {
+                info!(name = %self.identity.name, "renamed");
+            }
+            self.queue(
+                AgentMessage::Ack(Ack {
+                    command_id: done.command_id,
+                    outcome: done.outcome,
+                }),
+                false,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Hands queued messages to the client until the window is full or the outbox has nothing more.
+    fn pump(&mut self, client: &AsyncClient, flight: &mut InFlight) -> Result<(), LinkError> {
+        while flight.in_flight() < WINDOW {
+            let batch = self
+                .outbox
+                .pending(flight.last_sent(), WINDOW - flight.in_flight())?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            for q in batch {
+                let e = q.entry;
+                if client
+                    .try_publish(e.topic, QoS::AtLeastOnce, e.retain, e.payload)
+                    .is_err()
+                {
+                    // The request channel is full; the next event makes room.
+                    return Ok(());
+                }
+                flight.handed_over(q.seq);
+            }
+        }
+        Ok(())
+    }
+
+    /// Says goodbye on a live session: offline presence, up to [`SHUTDOWN_FLUSH`] to empty the outbox, DISCONNECT.
+    async fn close(
+        &mut self,
+        client: &AsyncClient,
+        events: &mut Events,
+        flight: &mut InFlight,
+        up: bool,
+    ) -> Result<(), LinkError> {
+        info!("shutting down");
+        self.queue(AgentMessage::Presence(Presence { online: false }), true)?;
+        if !up {
+            return Ok(());
+        }
+        let deadline = Instant::now() + SHUTDOWN_FLUSH;
+        loop {
+            self.pump(client, flight)?;
+            if flight.is_empty() && self.outbox.depth() == 0 {
+                break;
+            }
+            tokio::select! {
+                event = events.recv() => match event {
+                    // Commands arriving now are not run or acknowledged: the broker redelivers them.
+                    Some(Ok(event @ (Event::Incoming(Packet::PubAck(_)) | Event::Outgoing(Outgoing::Publish(_))))) => {
+                        let mut still_up = true;
+                        self.on_event(event, client, flight, &mut still_up)?;
+                    }
+                    Some(Ok(_)) => {}
+                    _ => return Ok(()),
+                },
+                _ = sleep_until(deadline) => {
+                    warn!(outbox_depth = self.outbox.depth(), "stopping with messages still queued; they are sent after the next start");
+                    break;
+                }
+            }
+        }
+        if client.try_disconnect().is_ok() {
+            let deadline = Instant::now() + Duration::from_millis(500);
+            loop {
+                tokio::select! {
+                    event = events.recv() => match event {
+                        Some(Ok(Event::Outgoing(Outgoing::Disconnect))) | Some(Err(_)) | None => break,
+                        Some(Ok(_)) => {}
+                    },
+                    _ = sleep_until(deadline) => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits out a backoff delay, still queueing heartbeats. `true` when shutdown was requested.
+    async fn pause(&mut self, delay: Duration) -> Result<bool, LinkError> {
+        let until = Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = sleep_until(until) => return Ok(false),
+                _ = self.heartbeat.tick() => self.queue_heartbeat()?,
+                _ = tick(&mut self.watchdog) => self.notifier.watchdog(),
+                _ = self.shutdown.changed() => return Ok(true),
+            }
+        }
+    }
+
+    /// `GET /agent/status` and what it means; `None` when shutdown was requested meanwhile.
+    async fn ask_portal(&mut self) -> Option<Verdict> {
+        let id = self.identity.agent_id.to_string();
+        let answer = tokio::select! {
+            a = self.portal.agent_status(&id, &self.identity.secret) => a,
+            _ = self.shutdown.changed() => return None,
+        };
+        if let Ok(s) = &answer {
+            debug!(status = %s.status, "portal status");
+        }
+        Some(verdict(&answer))
+    }
+
+    /// Deactivated or expired: no broker, data kept, status polled every `disabled_poll`.
+    async fn disabled(&mut self, status: &str) -> Result<Wake, LinkError> {
+        let poll = self.config.disabled_poll;
+        warn!(status, poll_secs = poll.as_secs_f64(), "this agent is {status} in the portal: not connecting, keeping local data, asking the portal again periodically");
+        self.runtime.update(|r| {
+            r.state = AgentState::Disabled;
+            r.link = LinkState::Down;
+        })?;
+        self.notifier
+            .status(&format!("disabled: {status} in the portal"));
+        loop {
+            let next = Instant::now() + poll;
+            loop {
+                tokio::select! {
+                    _ = sleep_until(next) => break,
+                    _ = tick(&mut self.watchdog) => self.notifier.watchdog(),
+                    _ = self.shutdown.changed() => return Ok(Wake::Shutdown),
+                }
+            }
+            let Some(v) = self.ask_portal().await else {
+                return Ok(Wake::Shutdown);
+            };
+            match v {
+                Verdict::Retry => {
+                    info!("the portal says this agent is active again; reconnecting");
+                    self.runtime.update(|r| r.state = AgentState::Active)?;
+                    self.notifier.status("connecting");
+                    return Ok(Wake::Active);
+                }
+                Verdict::Deleted => return Ok(Wake::Deleted),
+                Verdict::Disabled { status } => debug!(status = %status, "still disabled"),
+                Verdict::CredentialsRejected => {
+                    error!(agent_id = %self.identity.agent_id, "credentials rejected by the portal while disabled")
+                }
+                Verdict::NoAnswer { reason } => {
+                    warn!(reason = %reason, "cannot ask the portal whether this agent is active again")
+                }
+            }
+        }
+    }
+
+    fn hello(&self) -> Hello {
+        let facts = match split_host_port(&self.identity.broker) {
+            Ok((host, port)) => hostinfo::gather(&host, port),
+            Err(_) => hostinfo::gather("127.0.0.1", 9),
+        };
+        Hello {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            platform: self.identity.platform,
+            hostname: facts.hostname,
+            name: self.identity.name.clone(),
+            mac: facts.mac,
+            local_ip: facts.local_ip.map(|ip| ip.to_string()),
+            interfaces: facts.interfaces,
+            capabilities: CAPABILITIES.iter().map(|c| (*c).to_owned()).collect(),
+        }
+    }
+
+    fn queue_heartbeat(&mut self) -> Result<(), LinkError> {
+        let hb = Heartbeat {
+            uptime_s: self.started.elapsed().as_secs(),
+            outbox_depth: self.outbox.depth(),
+            outbox_dropped: self.outbox.dropped(),
+        };
+        self.queue(AgentMessage::Heartbeat(hb), false)
+    }
+
+    /// Puts a message in the outbox, stamped with its seq and the current data epoch.
+    fn queue(&mut self, msg: AgentMessage, retain: bool) -> Result<(), LinkError> {
+        let kind = msg.kind();
+        let topic = topics::up(&self.identity.agent_id, kind);
+        let epoch = self.store.epoch()?;
+        let at_ms = chrono::Utc::now().timestamp_millis();
+        match self.outbox.push(&topic, retain, |seq| {
+            Envelope::new(seq, epoch, at_ms, msg).encode()
+        }) {
+            Ok(pushed) if pushed.dropped > 0 => warn!(
+                dropped = pushed.dropped,
+                dropped_total = self.outbox.dropped(),
+                "outbox full: dropped the oldest messages (raise outbox_max_bytes to keep more)"
+            ),
+            Ok(_) => {}
+            Err(e @ OutboxError::TooLarge { .. }) => {
+                warn!(kind = kind.as_str(), error = %e, "message not queued")
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.sync_runtime()
+    }
+
+    fn set_link(&mut self, link: LinkState) -> Result<(), LinkError> {
+        if self.runtime.current().link != link {
+            self.notifier.status(match link {
+                LinkState::Up => "link up",
+                LinkState::Down => "link down",
+            });
+        }
+        self.runtime.update(|r| r.link = link)?;
+        Ok(())
+    }
+
+    fn sync_runtime(&mut self) -> Result<(), LinkError> {
+        let (depth, dropped, name) = (
+            self.outbox.depth(),
+            self.outbox.dropped(),
+            self.identity.name.clone(),
+        );
+        self.runtime.update(|r| {
+            r.outbox_depth = depth;
+            r.outbox_dropped = dropped;
+            r.name = name;
+        })?;
+        Ok(())
+    }
+}
