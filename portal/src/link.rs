@@ -1,0 +1,305 @@
+//! The portal's own MQTT session: every agent's messages in (`agents/+/up/#`), commands out
+//! (`agents/<id>/down/cmd`).
+//!
+//! The session is persistent (`clean_session = false`, client id [`CLIENT_ID`]), so QoS 1 messages agents
+//! publish while the portal is reconnecting are queued by the broker and arrive afterwards. It subscribes
+//! again on every CONNACK (the broker may have lost the session), reconnects quickly by itself after a
+//! broker restart, and acknowledges a message to the broker only after handing it to the channel.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use outpost_cloud_link::backoff::Backoff;
+use outpost_cloud_link::protocol::{CommandEnvelope, Envelope};
+use outpost_cloud_link::session::SessionConfig;
+use outpost_cloud_link::{topics, AgentId};
+use rumqttc::{
+    AsyncClient, ClientError, Event, EventLoop, Packet, Publish, QoS, SubscribeReasonCode,
+};
+use tokio::sync::{mpsc, watch};
+
+use crate::broker::session_task::{self, SessionTask};
+
+/// The MQTT client id of the portal's link session.
+pub const CLIENT_ID: &str = "outpost-portal-link";
+/// How long [`Link::send_command`] waits for room in the session's queue.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One decoded message from an agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incoming {
+    pub agent: AgentId,
+    pub envelope: Envelope,
+}
+
+/// The sending half of the portal's session (cheap to clone).
+#[derive(Clone)]
+pub struct Link {
+    client: AsyncClient,
+    connected: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("connected", &self.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("the portal's broker session is shut down")]
+    Closed,
+    #[error("the portal's broker session is not taking messages (queue full for {0:?}); is the broker up?")]
+    Busy(Duration),
+    #[error("cannot open the portal's broker session: {0}")]
+    Setup(String),
+    #[error("the broker refused the portal's link session: {0}")]
+    Refused(String),
+    #[error("the portal's link session did not connect within {0:?}")]
+    Timeout(Duration),
+}
+
+impl Link {
+    /// QoS 1 publish of `cmd` to `topics::commands(agent)`.
+    ///
+    /// `Ok` means the command is queued on the session; while the broker is away it goes out after the
+    /// reconnect. Delivery to the agent is confirmed only by the agent's `Ack`.
+    pub async fn send_command(
+        &self,
+        agent: &AgentId,
+        cmd: &CommandEnvelope,
+    ) -> Result<(), LinkError> {
+        let publish = self.client.publish(
+            topics::commands(agent),
+            QoS::AtLeastOnce,
+            false,
+            cmd.encode(),
+        );
+        match tokio::time::timeout(SEND_TIMEOUT, publish).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(LinkError::Closed),
+            Err(_) => Err(LinkError::Busy(SEND_TIMEOUT)),
+        }
+    }
+
+    /// Whether the session is connected and subscribed now.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Opens the session and waits until it is connected and subscribed, at most `timeout`. Decoded
+    /// messages go to `incoming`.
+    pub(crate) async fn connect(
+        config: SessionConfig,
+        incoming: mpsc::Sender<Incoming>,
+        timeout: Duration,
+    ) -> Result<(Link, SessionTask), LinkError> {
+        let (client, mut eventloop) = config
+            .connect(256)
+            .map_err(|e| LinkError::Setup(e.to_string()))?;
+        // Acknowledge a message only once it is handed over (the broker redelivers it otherwise).
+        eventloop.mqtt_options.set_manual_acks(true);
+        eventloop.state.manual_acks = true;
+        let connected = Arc::new(AtomicBool::new(false));
+        let (status_tx, mut status_rx) = watch::channel(Status::Connecting);
+        let task = {
+            let client = client.clone();
+            let connected = connected.clone();
+            SessionTask::spawn(move |stop| {
+                run(client, eventloop, incoming, connected, status_tx, stop)
+            })
+        };
+        let link = Link { client, connected };
+        let wait = async {
+            status_rx
+                .wait_for(|s| !matches!(s, Status::Connecting))
+                .await
+                .map(|s| s.clone())
+        };
+        let result = tokio::time::timeout(timeout, wait).await;
+        match result {
+            Ok(Ok(Status::Up)) => Ok((link, task)),
+            Ok(Ok(Status::Refused(why))) => Err(LinkError::Refused(why)),
+            Ok(Ok(Status::Connecting)) | Ok(Err(_)) => Err(LinkError::Closed),
+            Err(_) => Err(LinkError::Timeout(timeout)),
+        }
+    }
+}
+
+/// The session configuration of the link, from the portal's broker credentials.
+pub fn session_config(
+    broker: &str,
+    username: &str,
+    password: &str,
+    ca_pem: Vec<u8>,
+) -> SessionConfig {
+    SessionConfig {
+        broker: broker.to_owned(),
+        client_id: CLIENT_ID.to_owned(),
+        username: username.to_owned(),
+        password: password.to_owned(),
+        ca_pem,
+        keep_alive: Duration::from_secs(30),
+        clean_session: false,
+        last_will: None,
+        inflight: 100,
+        connect_timeout: Duration::from_secs(5),
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Status {
+    Connecting,
+    Up,
+    Refused(String),
+}
+
+/// Decodes one publish from an agent; `Err` says why it is dropped.
+pub fn decode(topic: &str, payload: &[u8]) -> Result<Incoming, String> {
+    let (agent, kind) =
+        topics::parse_up(topic).ok_or_else(|| format!("not an agent topic: {topic:?}"))?;
+    let envelope = Envelope::decode(kind, payload).map_err(|e| format!("{agent}: {e}"))?;
+    Ok(Incoming { agent, envelope })
+}
+
+async fn ack(client: &AsyncClient, publish: &Publish) {
+    if publish.qos == QoS::AtMostOnce {
+        return;
+    }
+    match client.try_ack(publish) {
+        Ok(()) => {}
+        Err(ClientError::TryRequest(_)) => {
+            let _ = client.ack(publish).await;
+        }
+        Err(_) => {}
+    }
+}
+
+async fn run(
+    client: AsyncClient,
+    mut eventloop: EventLoop,
+    incoming: mpsc::Sender<Incoming>,
+    connected: Arc<AtomicBool>,
+    status: watch::Sender<Status>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    let mut is_connected = false;
+    let mut awaiting_suback = false;
+    let mut outage_logged = false;
+    loop {
+        let event = tokio::select! {
+            e = eventloop.poll() => e,
+            _ = session_task::stopped(&mut stop) => break,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                is_connected = true;
+                backoff.reset();
+                if outage_logged {
+                    tracing::info!(
+                        session_present = ack.session_present,
+                        "link session to the broker is back"
+                    );
+                    outage_logged = false;
+                }
+                awaiting_suback = true;
+                if let Err(e) = client.try_subscribe(topics::ALL_UP, QoS::AtLeastOnce) {
+                    tracing::error!(error = %e, "cannot subscribe to the agents' messages");
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) if awaiting_suback => {
+                awaiting_suback = false;
+                if ack
+                    .return_codes
+                    .iter()
+                    .all(|c| matches!(c, SubscribeReasonCode::Success(_)))
+                {
+                    connected.store(true, Ordering::Relaxed);
+                    status.send_replace(Status::Up);
+                } else {
+                    tracing::error!(
+                        "the broker does not let the portal subscribe to {}; check the outpost-portal role in \
+                         dynamic-security.json",
+                        topics::ALL_UP
+                    );
+                    status.send_replace(Status::Refused(format!(
+                        "not allowed to subscribe to {}",
+                        topics::ALL_UP
+                    )));
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                match decode(&p.topic, &p.payload) {
+                    Ok(msg) => {
+                        let send = incoming.send(msg);
+                        tokio::select! {
+                            r = send => if r.is_err() {
+                                tracing::debug!(topic = %p.topic, "nobody takes agent messages any more; dropped");
+                            },
+                            _ = session_task::stopped(&mut stop) => break,
+                        }
+                    }
+                    Err(why) => {
+                        let agent = topics::parse_up(&p.topic).map(|(a, _)| a.to_string());
+                        tracing::warn!(agent = agent.as_deref().unwrap_or("?"), topic = %p.topic, error = %why, "dropped a malformed or unknown agent message");
+                    }
+                }
+                ack(&client, &p).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                is_connected = false;
+                awaiting_suback = false;
+                connected.store(false, Ordering::Relaxed);
+                if let rumqttc::ConnectionError::ConnectionRefused(code) = &e {
+                    status.send_replace(Status::Refused(format!("{code:?}")));
+                }
+                if !outage_logged {
+                    tracing::warn!(error = %e, "link session to the broker lost; reconnecting");
+                    outage_logged = true;
+                } else {
+                    tracing::debug!(error = %e, "link session still down");
+                }
+                let delay = backoff.next_delay();
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = session_task::stopped(&mut stop) => break,
+                }
+            }
+        }
+    }
+    connected.store(false, Ordering::Relaxed);
+    session_task::disconnect(&client, &mut eventloop, is_connected).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use outpost_cloud_link::protocol::{AgentMessage, Presence};
+
+    #[test]
+    fn decodes_agent_messages_and_refuses_the_rest() {
+        let env = Envelope::new(3, 0, 1, AgentMessage::Presence(Presence { online: true }));
+        let msg = decode("agents/ag-1/up/presence", &env.encode()).unwrap();
+        assert_eq!(msg.agent.as_str(), "ag-1");
+        assert_eq!(msg.envelope, env);
+        assert!(decode("agents/ag-1/up/hello", &env.encode())
+            .unwrap_err()
+            .contains("ag-1"));
+        assert!(decode("agents/ag-1/up/presence", b"{").is_err());
+        assert!(decode("agents/ag-1/down/cmd", &env.encode()).is_err());
+        assert!(decode("elsewhere", &env.encode()).is_err());
+    }
+
+    #[test]
+    fn the_link_session_is_persistent() {
+        let cfg = session_config("127.0.0.1:8883", "outpost-portal", "pw", Vec::new());
+        assert!(!cfg.clean_session);
+        assert_eq!(cfg.client_id, CLIENT_ID);
+        assert!(cfg.last_will.is_none());
+    }
+}
