@@ -6,9 +6,28 @@
 //! - [`broker`]: the narrow [`broker::BrokerAdmin`] trait, Mosquitto's configuration and supervision, and
 //!   the dynamic-security implementation.
 //! - [`link`]: the portal's own MQTT session: agent messages in, commands out.
+//! - [`store`]: SQLite through sqlx (agents, commands, reports, history, codes, tokens), migrations on open.
+//! - [`clock`]: the [`clock::Clock`] every time-dependent rule reads (system, dev-settable, manual).
+//! - [`codes`]: activation codes (Crockford base32 with a check character), pure.
+//! - [`secrets`]: agent ids, agent secrets and API tokens, stored only hashed.
+//! - [`lifecycle`]: the subscription rules, pure: state + action + time → transition.
+//! - [`app`]: the operations (activation, rename, cleanup, delete, lifecycle, commands) combining store,
+//!   broker and link.
+//! - [`ingest`]: agent messages → store (dedupe by seq, gap counting, data epochs, acks).
+//! - [`sweeper`]: applies subscription transitions that time made due.
+//! - [`api`]: the HTTPS API (axum) under `/api/v1` and its OpenAPI document.
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod app;
 pub mod broker;
+pub mod clock;
+pub mod codes;
+pub mod ingest;
+pub mod lifecycle;
 pub mod link;
 pub mod paths;
 pub mod pki;
+pub mod secrets;
+pub mod store;
+pub mod sweeper;

@@ -1,1 +1,441 @@
-fn main() {}
+//! `outpost-portal`: the portal daemon (`up`) and the local admin commands (`codes new`, `token new`).
+//!
+//! Exit codes: 0 on success or a clean shutdown, 1 on any error (printed with its whole chain).
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use outpost_portal::api::rate_limit::ActivationLimiter;
+use outpost_portal::api::{self, ApiOptions};
+use outpost_portal::app::{activation, App, Deps, Settings};
+use outpost_portal::broker::{self, BrokerSettings};
+use outpost_portal::clock::{SettableClock, SharedClock, SystemClock};
+use outpost_portal::paths::DataDir;
+use outpost_portal::pki::Pki;
+use outpost_portal::store::Store;
+use outpost_portal::{ingest, sweeper};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{info, warn};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "outpost-portal",
+    version,
+    about = "The Outpost portal: HTTPS API, broker and agent lifecycle."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the portal: HTTPS API, Mosquitto, agent link, subscription sweeper.
+    Up(UpArgs),
+    /// Activation codes.
+    Codes {
+        #[command(subcommand)]
+        command: CodesCommand,
+    },
+    /// Operator API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    /// The data directory (created 0700 on first run): database, certificates, broker files.
+    #[arg(long)]
+    data: PathBuf,
+    /// Where the HTTPS API listens.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    https: SocketAddr,
+    /// Where the broker's MQTT/TLS listener listens.
+    #[arg(long, default_value = "127.0.0.1:8883")]
+    mqtts: SocketAddr,
+    /// The broker address agents are told (`HOST:PORT`); defaults to --mqtts.
+    #[arg(long)]
+    public_mqtts: Option<String>,
+    /// A name (DNS or IP) the server certificate must cover; repeat for several.
+    #[arg(long = "hostname")]
+    hostnames: Vec<String>,
+    /// Activation attempts allowed per minute per source address.
+    #[arg(long, default_value_t = 10)]
+    activation_rate: u32,
+    /// An agent not heard from for this many seconds counts as offline.
+    #[arg(long, default_value_t = 120)]
+    offline_after: u64,
+    /// Seconds between subscription sweeps.
+    #[arg(long, default_value_t = 60)]
+    sweep_interval: u64,
+    /// Enable `PUT /api/v1/dev/clock` (tests only).
+    #[arg(long, hide = true)]
+    dev_clock: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum CodesCommand {
+    /// Make an activation code and print it.
+    New {
+        #[arg(long)]
+        data: PathBuf,
+        /// How long the code is valid: `7d`, `12h`, `30m`, `90s` or seconds.
+        #[arg(long, default_value = "7d", value_parser = parse_lifetime)]
+        expires: chrono::Duration,
+        /// How many agents may activate with it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// Agents activated with it are prepaid for this many months (monthly plan if absent).
+        #[arg(long)]
+        prepaid_months: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make an operator API token and print it.
+    New {
+        #[arg(long)]
+        data: PathBuf,
+        /// The token's name, shown as `token:<name>` in the history.
+        #[arg(long, default_value = "admin")]
+        name: String,
+    },
+}
+
+fn parse_lifetime(s: &str) -> Result<chrono::Duration, String> {
+    let s = s.trim();
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: i64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 7d, 12h, 30m or 90s"))?;
+    let d = match unit {
+        "d" => chrono::Duration::try_days(n),
+        "h" => chrono::Duration::try_hours(n),
+        "m" => chrono::Duration::try_minutes(n),
+        "s" => chrono::Duration::try_seconds(n),
+        other => return Err(format!("unknown unit {other:?}: use d, h, m or s")),
+    };
+    d.filter(|d| *d > chrono::Duration::zero())
+        .ok_or_else(|| format!("{s:?} must be a positive duration"))
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().with_ansi(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Creates the data directory (0700) if it does not exist.
+fn ensure_data_dir(path: &Path) -> Result<DataDir> {
+    if !path.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .with_context(|| format!("create the data directory {}", path.display()))?;
+    } else if !path.is_dir() {
+        bail!(
+            "{} exists and is not a directory; give another --data",
+            path.display()
+        );
+    }
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("read the permissions of {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        warn!(data = %path.display(), mode = format!("{:o}", mode & 0o777), "data directory is readable by others; chmod 700 it");
+    }
+    Ok(DataDir::new(path))
+}
+
+async fn open_store(data: &DataDir) -> Result<Store> {
+    Store::open(&data.database())
+        .await
+        .context("open the portal database")
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Up(args) => up(args).await,
+        Command::Codes {
+            command:
+                CodesCommand::New {
+                    data,
+                    expires,
+                    uses,
+                    prepaid_months,
+                },
+        } => codes_new(&data, expires, uses, prepaid_months).await,
+        Command::Token {
+            command: TokenCommand::New { data, name },
+        } => token_new(&data, &name).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("outpost-portal: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn codes_new(
+    data: &Path,
+    lifetime: chrono::Duration,
+    uses: u32,
+    prepaid_months: Option<u32>,
+) -> Result<()> {
+    let data = ensure_data_dir(data)?;
+    let store = open_store(&data).await?;
+    let new = activation::create_code(&store, chrono::Utc::now(), lifetime, uses, prepaid_months)
+        .await
+        .context("make an activation code")?;
+    store.close().await;
+    println!("{}", new.code.display());
+    Ok(())
+}
+
+async fn token_new(data: &Path, name: &str) -> Result<()> {
+    let data = ensure_data_dir(data)?;
+    let store = open_store(&data).await?;
+    let token = activation::create_token(&store, name, chrono::Utc::now())
+        .await
+        .context("make an API token")?;
+    store.close().await;
+    println!("{token}");
+    Ok(())
+}
+
+/// What agents are told: --public-mqtts, else the first --hostname with the listener's port when it
+/// listens on every address, else the listener itself.
+fn public_broker_address(args: &UpArgs) -> String {
+    if let Some(public) = &args.public_mqtts {
+        return public.clone();
+    }
+    match args.hostnames.first() {
+        Some(host) if args.mqtts.ip().is_unspecified() => format!("{host}:{}", args.mqtts.port()),
+        _ => args.mqtts.to_string(),
+    }
+}
+
+async fn up(args: UpArgs) -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let data = ensure_data_dir(&args.data)?;
+    let store = open_store(&data).await?;
+    let pki = Pki::load_or_create(&data, &args.hostnames).context("prepare the certificates")?;
+    let tls = pki
+        .server_tls_config()
+        .context("build the HTTPS TLS configuration")?;
+    let mut running = broker::start(&data, &pki, BrokerSettings { listen: args.mqtts })
+        .await
+        .context("start the broker")?;
+    let (_, closed) = tokio::sync::mpsc::channel(1);
+    let incoming = std::mem::replace(&mut running.incoming, closed);
+
+    let dev_clock = args.dev_clock.then(|| Arc::new(SettableClock::new()));
+    let clock: SharedClock = match &dev_clock {
+        Some(c) => c.clone(),
+        None => Arc::new(SystemClock),
+    };
+    let app = App::new(Deps {
+        store: store.clone(),
+        broker: running.admin.clone(),
+        sender: Arc::new(running.link.clone()),
+        clock,
+        dev_clock,
+        settings: Settings {
+            broker_address: public_broker_address(&args),
+            ca_pem: pki.ca_cert_pem.clone(),
+            offline_after: Duration::from_secs(args.offline_after),
+        },
+    });
+    let limiter = Arc::new(ActivationLimiter::per_minute(args.activation_rate));
+    let ingest_task = tokio::spawn(ingest::run(app.clone(), incoming));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let sweeper_task = tokio::spawn(sweeper::run(
+        app.clone(),
+        limiter.clone(),
+        Duration::from_secs(args.sweep_interval),
+        async move {
+            let mut rx = stop_rx;
+            let _ = rx.wait_for(|stop| *stop).await;
+        },
+    ));
+
+    let router = api::router(
+        app,
+        limiter,
+        ApiOptions {
+            dev_clock: args.dev_clock,
+        },
+    );
+    let handle = axum_server::Handle::new();
+    tokio::spawn(shutdown_on_signal(handle.clone()));
+    tokio::spawn(notify_when_listening(
+        handle.clone(),
+        public_broker_address(&args),
+        args.dev_clock,
+    ));
+    let served = axum_server::bind_rustls(
+        args.https,
+        axum_server::tls_rustls::RustlsConfig::from_config(tls),
+    )
+    .handle(handle)
+    .serve(router.into_make_service_with_connect_info::<SocketAddr>())
+    .await
+    .with_context(|| format!("serve HTTPS on {}", args.https));
+
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    let _ = stop_tx.send(true);
+    let _ = sweeper_task.await;
+    let stopped = running.shutdown().await.context("stop the broker");
+    // The link's channel closed with the broker; the ingest loop ends by itself.
+    if tokio::time::timeout(Duration::from_secs(5), ingest_task)
+        .await
+        .is_err()
+    {
+        warn!("ingest did not finish within 5 s of the broker stopping");
+    }
+    store.close().await;
+    served?;
+    stopped?;
+    info!("portal stopped");
+    Ok(())
+}
+
+async fn notify_when_listening(handle: axum_server::Handle, broker: String, dev_clock: bool) {
+    let Some(addr) = handle.listening().await else {
+        return;
+    };
+    info!(https = %addr, broker = %broker, dev_clock, "portal serving");
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        warn!(error = %e, "could not notify systemd that the portal is ready");
+    }
+    let mut usec = 0;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        let every = Duration::from_micros(usec / 2);
+        info!(
+            interval_ms = every.as_millis() as u64,
+            "systemd watchdog enabled"
+        );
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            ticks.tick().await;
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+        }
+    }
+}
+
+async fn shutdown_on_signal(handle: axum_server::Handle) {
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            warn!(error = %e, "cannot listen for SIGTERM/SIGINT; stop the portal with SIGKILL");
+            return;
+        }
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    info!(signal = name, "shutting down");
+    handle.graceful_shutdown(Some(Duration::from_secs(10)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_parse_with_units() {
+        assert_eq!(parse_lifetime("7d").unwrap(), chrono::Duration::days(7));
+        assert_eq!(parse_lifetime("12h").unwrap(), chrono::Duration::hours(12));
+        assert_eq!(
+            parse_lifetime("30m").unwrap(),
+            chrono::Duration::minutes(30)
+        );
+        assert_eq!(parse_lifetime("90").unwrap(), chrono::Duration::seconds(90));
+        assert!(parse_lifetime("0d").is_err());
+        assert!(parse_lifetime("7w").is_err());
+        assert!(parse_lifetime("x").is_err());
+    }
+
+    #[test]
+    fn the_cli_parses_every_documented_flag() {
+        let cli = Cli::try_parse_from([
+            "outpost-portal",
+            "up",
+            "--data",
+            "/tmp/x",
+            "--https",
+            "127.0.0.1:1",
+            "--mqtts",
+            "0.0.0.0:2",
+            "--hostname",
+            "portal.example",
+            "--activation-rate",
+            "3",
+            "--offline-after",
+            "5",
+            "--sweep-interval",
+            "1",
+            "--dev-clock",
+        ])
+        .unwrap();
+        let Command::Up(args) = cli.command else {
+            panic!("not up")
+        };
+        assert!(args.dev_clock && args.activation_rate == 3 && args.offline_after == 5);
+        assert_eq!(public_broker_address(&args), "portal.example:2");
+        assert!(Cli::try_parse_from([
+            "outpost-portal",
+            "codes",
+            "new",
+            "--data",
+            "d",
+            "--expires",
+            "1h",
+            "--uses",
+            "2",
+            "--prepaid-months",
+            "12"
+        ])
+        .is_ok());
+        assert!(Cli::try_parse_from([
+            "outpost-portal",
+            "token",
+            "new",
+            "--data",
+            "d",
+            "--name",
+            "ci"
+        ])
+        .is_ok());
+    }
+}

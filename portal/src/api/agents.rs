@@ -1,0 +1,203 @@
+//! Operator routes on agents: list, get, rename, cleanup, delete, the lifecycle actions, history, data.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Operator;
+use super::error::AppError;
+use super::views::{AgentData, AgentList, AgentView, History, HistoryEntry, ReportView};
+use super::ApiState;
+use crate::app::App;
+use crate::lifecycle::{Action, Status};
+
+/// Default and largest page size.
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 500;
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub status: Option<String>,
+    pub q: Option<String>,
+    pub limit: Option<String>,
+    pub offset: Option<String>,
+}
+
+/// Parses an optional non-negative number from the query, naming the field if it is not one.
+pub fn number(field: &str, raw: Option<&str>, default: u32, max: u32) -> Result<u32, AppError> {
+    match raw {
+        None | Some("") => Ok(default),
+        Some(s) => match s.parse::<u32>() {
+            Ok(n) if n <= max => Ok(n),
+            _ => Err(AppError::bad_request(
+                field,
+                format!("{s:?} is not a whole number between 0 and {max}"),
+            )),
+        },
+    }
+}
+
+pub async fn list(
+    _: Operator,
+    State(state): State<ApiState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<AgentList>, AppError> {
+    let Query(query) = query.map_err(AppError::from_query)?;
+    let status = match query.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(
+            s.parse::<Status>()
+                .map_err(|e| AppError::bad_request("status", e.to_string()))?,
+        ),
+    };
+    let limit = number("limit", query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
+    let offset = number("offset", query.offset.as_deref(), 0, u32::MAX)?;
+    let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    let (agents, total) = state.app.list_agents(status, q, limit, offset).await?;
+    Ok(Json(AgentList {
+        agents: agents
+            .iter()
+            .map(|a| AgentView::new(&state.app, a))
+            .collect(),
+        total,
+    }))
+}
+
+pub async fn get(
+    _: Operator,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<AgentView>, AppError> {
+    let agent = state.app.agent(&App::parse_agent_id(&id)?).await?;
+    Ok(Json(AgentView::new(&state.app, &agent)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RenameBody {
+    pub name: String,
+}
+
+pub async fn rename(
+    op: Operator,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: Result<Json<RenameBody>, JsonRejection>,
+) -> Result<Json<AgentView>, AppError> {
+    let id = App::parse_agent_id(&id)?;
+    let Json(body) = body.map_err(AppError::from_json)?;
+    let agent = state.app.rename(&id, &body.name, &op.actor).await?;
+    Ok(Json(AgentView::new(&state.app, &agent)))
+}
+
+pub async fn cleanup(
+    op: Operator,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    let id = App::parse_agent_id(&id)?;
+    let (command_id, data_epoch) = state.app.cleanup(&id, &op.actor).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "command_id": command_id, "data_epoch": data_epoch })),
+    ))
+}
+
+pub async fn delete(
+    op: Operator,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    let id = App::parse_agent_id(&id)?;
+    state.app.delete(&id, &op.actor).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn lifecycle(
+    op: Operator,
+    state: ApiState,
+    id: String,
+    action: Action,
+) -> Result<Json<AgentView>, AppError> {
+    let id = App::parse_agent_id(&id)?;
+    let agent = state.app.lifecycle(&id, action, &op.actor).await?;
+    Ok(Json(AgentView::new(&state.app, &agent)))
+}
+
+pub async fn deactivate(
+    op: Operator,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<AgentView>, AppError> {
+    lifecycle(op, state, id, Action::Deactivate).await
+}
+
+pub async fn reactivate(
+    op: Operator,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<AgentView>, AppError> {
+    lifecycle(op, state, id, Action::Reactivate).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ExtendBody {
+    pub until: String,
+}
+
+/// Reads `until`: RFC 3339, or `YYYY-MM-DD` meaning the start of that day (UTC).
+pub fn parse_until(raw: &str) -> Result<DateTime<Utc>, AppError> {
+    let raw = raw.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            AppError::bad_request(
+                "until",
+                format!(
+                    "{raw:?} is not a date; give RFC 3339 (2027-01-31T00:00:00Z) or YYYY-MM-DD"
+                ),
+            )
+        })
+}
+
+pub async fn extend(
+    op: Operator,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: Result<Json<ExtendBody>, JsonRejection>,
+) -> Result<Json<AgentView>, AppError> {
+    let Json(body) = body.map_err(AppError::from_json)?;
+    let until = parse_until(&body.until)?;
+    lifecycle(op, state, id, Action::Extend { until }).await
+}
+
+pub async fn history(
+    _: Operator,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<History>, AppError> {
+    let entries = state.app.agent_history(&App::parse_agent_id(&id)?).await?;
+    Ok(Json(History {
+        entries: entries.iter().map(HistoryEntry::from).collect(),
+    }))
+}
+
+pub async fn data(
+    _: Operator,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<AgentData>, AppError> {
+    let (data_epoch, reports) = state.app.agent_data(&App::parse_agent_id(&id)?).await?;
+    Ok(Json(AgentData {
+        data_epoch,
+        reports: reports.iter().map(ReportView::from).collect(),
+    }))
+}

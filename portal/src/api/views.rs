@@ -1,0 +1,173 @@
+//! The JSON shapes the API answers with (see ARCHITECTURE.md), built from store rows.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use crate::app::App;
+use crate::store::agents::AgentRow;
+use crate::store::commands::CommandRow;
+use crate::store::history::Entry;
+use crate::store::reports::ReportRow;
+
+/// Times in the API: RFC 3339 in UTC with milliseconds.
+pub fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn opt_time(t: Option<DateTime<Utc>>) -> Option<String> {
+    t.map(time)
+}
+
+#[derive(Debug, Serialize)]
+pub struct SubscriptionView {
+    pub plan: &'static str,
+    pub expires_at: Option<String>,
+    pub deactivates_at: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LinkView {
+    pub last_seq: u64,
+    pub received: u64,
+    pub duplicates: u64,
+    pub gaps: u64,
+    pub outbox_depth: u64,
+    pub outbox_dropped: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AgentView {
+    pub id: String,
+    pub name: String,
+    pub status: &'static str,
+    pub subscription: SubscriptionView,
+    pub expires_at: Option<String>,
+    pub activated_at: String,
+    pub version: Option<String>,
+    pub local_ip: Option<String>,
+    pub mac: Option<String>,
+    pub public_ip: Option<String>,
+    pub platform: Option<String>,
+    pub hostname: Option<String>,
+    pub online: bool,
+    pub last_seen: Option<String>,
+    pub data_epoch: u64,
+    pub link: LinkView,
+}
+
+impl AgentView {
+    pub fn new(app: &App, a: &AgentRow) -> Self {
+        let s = &a.subscription;
+        Self {
+            id: a.id.to_string(),
+            name: a.name.clone(),
+            status: s.status.as_str(),
+            subscription: SubscriptionView {
+                plan: s.plan.as_str(),
+                expires_at: opt_time(s.expires_at),
+                deactivates_at: opt_time(s.deactivates_at),
+            },
+            expires_at: opt_time(s.expires_at),
+            activated_at: time(a.activated_at),
+            version: a.version.clone(),
+            local_ip: a.local_ip.clone(),
+            mac: a.mac.clone(),
+            public_ip: a.public_ip.clone(),
+            platform: a.platform.clone(),
+            hostname: a.hostname.clone(),
+            online: app.is_online(a),
+            last_seen: opt_time(a.last_seen),
+            data_epoch: a.data_epoch,
+            link: LinkView {
+                last_seq: a.link.last_seq,
+                received: a.link.received,
+                duplicates: a.link.duplicates,
+                gaps: a.link.gaps,
+                outbox_depth: a.link.outbox_depth,
+                outbox_dropped: a.link.outbox_dropped,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct AgentList {
+    pub agents: Vec<AgentView>,
+    pub total: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CommandView {
+    pub id: u64,
+    pub kind: String,
+    pub status: String,
+    pub created_at: String,
+    pub acked_at: Option<String>,
+    pub message: Option<String>,
+}
+
+impl From<&CommandRow> for CommandView {
+    fn from(c: &CommandRow) -> Self {
+        Self {
+            id: c.id,
+            kind: c.kind.clone(),
+            status: c.status.clone(),
+            created_at: time(c.created_at),
+            acked_at: opt_time(c.acked_at),
+            message: c.message.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistoryEntry {
+    pub at: String,
+    pub action: String,
+    pub actor: String,
+    pub details: String,
+    pub agent_id: Option<String>,
+    pub agent_name: String,
+}
+
+impl From<&Entry> for HistoryEntry {
+    fn from(e: &Entry) -> Self {
+        Self {
+            at: time(e.at),
+            action: e.action.clone(),
+            actor: e.actor.clone(),
+            details: e.details.clone(),
+            agent_id: e.agent_id.clone(),
+            agent_name: e.agent_name.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct History {
+    pub entries: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReportView {
+    pub kind: String,
+    pub epoch: u64,
+    pub body: serde_json::Value,
+    pub updated_at: String,
+}
+
+impl From<&ReportRow> for ReportView {
+    fn from(r: &ReportRow) -> Self {
+        Self {
+            kind: r.kind.clone(),
+            epoch: r.epoch,
+            body: r.body.clone(),
+            updated_at: time(r.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct AgentData {
+    pub data_epoch: u64,
+    pub reports: Vec<ReportView>,
+}

@@ -1,0 +1,96 @@
+//! Activation codes and operator API tokens, stored only as hashes.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{from_ms, to_ms, to_u64, Conn, StoreError};
+
+/// A stored activation code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRow {
+    pub uses: u64,
+    pub used: u64,
+    pub expires_at: DateTime<Utc>,
+    pub prepaid_months: Option<u32>,
+}
+
+pub async fn insert_code(
+    conn: &mut Conn,
+    hash: &str,
+    uses: u32,
+    expires_at: DateTime<Utc>,
+    prepaid_months: Option<u32>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO activation_codes (hash, uses, used, expires_at, prepaid_months, created_at) \
+         VALUES (?, ?, 0, ?, ?, ?)",
+    )
+    .bind(hash)
+    .bind(i64::from(uses))
+    .bind(to_ms(expires_at))
+    .bind(prepaid_months.map(i64::from))
+    .bind(to_ms(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_code(conn: &mut Conn, hash: &str) -> Result<Option<CodeRow>, StoreError> {
+    let row = sqlx::query(
+        "SELECT uses, used, expires_at, prepaid_months FROM activation_codes WHERE hash = ?",
+    )
+    .bind(hash)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|row| {
+        let months: Option<i64> = row.try_get("prepaid_months")?;
+        Ok(CodeRow {
+            uses: to_u64("uses", row.try_get("uses")?)?,
+            used: to_u64("used", row.try_get("used")?)?,
+            expires_at: from_ms(row.try_get("expires_at")?)?,
+            prepaid_months: months
+                .map(|m| {
+                    u32::try_from(m).map_err(|_| StoreError::Corrupt(format!("prepaid_months {m}")))
+                })
+                .transpose()?,
+        })
+    })
+    .transpose()
+}
+
+/// Takes one use of the code if one is left; false if another activation took the last one first.
+pub async fn consume_code(conn: &mut Conn, hash: &str) -> Result<bool, StoreError> {
+    let done =
+        sqlx::query("UPDATE activation_codes SET used = used + 1 WHERE hash = ? AND used < uses")
+            .bind(hash)
+            .execute(conn)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn insert_token(
+    conn: &mut Conn,
+    hash: &str,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO api_tokens (hash, name, created_at) VALUES (?, ?, ?)")
+        .bind(hash)
+        .bind(name)
+        .bind(to_ms(now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The name of the token with this hash.
+pub async fn token_name(conn: &mut Conn, hash: &str) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT name FROM api_tokens WHERE hash = ?")
+        .bind(hash)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| r.try_get("name"))
+        .transpose()
+        .map_err(Into::into)
+}

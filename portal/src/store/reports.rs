@@ -1,0 +1,70 @@
+//! What agents reported: the latest body per kind, stamped with the data epoch it belongs to.
+
+use chrono::{DateTime, Utc};
+use outpost_cloud_link::AgentId;
+use sqlx::Row;
+
+use super::{from_ms, to_i64, to_ms, to_u64, Conn, StoreError};
+
+/// One stored report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportRow {
+    pub kind: String,
+    pub epoch: u64,
+    pub body: serde_json::Value,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Stores (or replaces) the agent's report of `kind`.
+pub async fn upsert(
+    conn: &mut Conn,
+    agent: &AgentId,
+    kind: &str,
+    epoch: u64,
+    body: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO reports (agent_id, kind, epoch, body, updated_at) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT (agent_id, kind) DO UPDATE SET epoch = excluded.epoch, body = excluded.body, \
+         updated_at = excluded.updated_at",
+    )
+    .bind(agent.as_str())
+    .bind(kind)
+    .bind(to_i64(epoch))
+    .bind(body.to_string())
+    .bind(to_ms(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn list(conn: &mut Conn, agent: &AgentId) -> Result<Vec<ReportRow>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT kind, epoch, body, updated_at FROM reports WHERE agent_id = ? ORDER BY kind",
+    )
+    .bind(agent.as_str())
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let body: String = row.try_get("body")?;
+            Ok(ReportRow {
+                kind: row.try_get("kind")?,
+                epoch: to_u64("epoch", row.try_get("epoch")?)?,
+                body: serde_json::from_str(&body)
+                    .map_err(|e| StoreError::Corrupt(format!("report body: {e}")))?,
+                updated_at: from_ms(row.try_get("updated_at")?)?,
+            })
+        })
+        .collect()
+}
+
+/// Removes all of the agent's reports (cleanup).
+pub async fn delete_all(conn: &mut Conn, agent: &AgentId) -> Result<u64, StoreError> {
+    let done = sqlx::query("DELETE FROM reports WHERE agent_id = ?")
+        .bind(agent.as_str())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,38 @@
+//! The subscription sweeper: every `--sweep-interval` it applies the lifecycle transitions time has made due
+//! (pending deactivations, prepaid expiry), and forgets idle rate-limit buckets.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::MissedTickBehavior;
+use tracing::{debug, info, warn};
+
+use crate::api::rate_limit::ActivationLimiter;
+use crate::app::App;
+
+/// Sweeps every `interval` (first at once) until `shutdown` completes.
+pub async fn run(
+    app: App,
+    limiter: Arc<ActivationLimiter>,
+    interval: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = ticks.tick() => {
+                match app.sweep().await {
+                    Ok(0) => debug!("subscription sweep: nothing due"),
+                    Ok(n) => info!(changes = n, "subscription sweep applied changes"),
+                    Err(e) => warn!(error = %e, "subscription sweep failed; retrying at the next interval"),
+                }
+                limiter.forget_idle();
+            }
+        }
+    }
+    debug!("sweeper stopped");
+}

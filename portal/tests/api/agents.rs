@@ -1,0 +1,416 @@
+//! Operator routes on agents: list/search/pagination, rename, cleanup and data epochs, delete, history.
+
+use axum::http::{Method, StatusCode};
+use outpost_cloud_link::protocol::{AgentMessage, Command, Presence, Report};
+use outpost_portal::ingest::Disposition;
+use serde_json::json;
+
+use crate::harness::{Auth, Harness};
+
+fn id_of(v: &serde_json::Value) -> String {
+    v["agent_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn list_filters_searches_and_pages() {
+    let h = Harness::new().await;
+    let alpha = id_of(&h.activate("shop-alpha").await);
+    h.clock.advance(chrono::Duration::seconds(1));
+    let beta = id_of(&h.activate("Shop-Beta").await);
+    h.clock.advance(chrono::Duration::seconds(1));
+    let office = id_of(&h.activate("office_1").await);
+
+    let all = h.op(Method::GET, "/api/v1/agents", None).await;
+    assert_eq!(all.body["total"], 3);
+    let ids: Vec<&str> = all.body["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [alpha.as_str(), beta.as_str(), office.as_str()],
+        "oldest first"
+    );
+
+    let shops = h.op(Method::GET, "/api/v1/agents?q=SHOP", None).await;
+    assert_eq!(shops.body["total"], 2);
+    // `_` is a literal, not a LIKE wildcard.
+    let lit = h.op(Method::GET, "/api/v1/agents?q=e_1", None).await;
+    assert_eq!(lit.body["total"], 1);
+    let none = h.op(Method::GET, "/api/v1/agents?q=%25", None).await;
+    assert_eq!(none.body["total"], 0);
+
+    let page = h
+        .op(Method::GET, "/api/v1/agents?limit=1&offset=1", None)
+        .await;
+    assert_eq!(page.body["total"], 3);
+    let agents = page.body["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 1);
+    assert_eq!(agents[0]["id"], beta.as_str());
+
+    h.op(
+        Method::POST,
+        &format!("/api/v1/agents/{office}/deactivate"),
+        None,
+    )
+    .await;
+    let pending = h
+        .op(
+            Method::GET,
+            "/api/v1/agents?status=deactivation_pending",
+            None,
+        )
+        .await;
+    assert_eq!(pending.body["total"], 1);
+    assert_eq!(pending.body["agents"][0]["id"], office.as_str());
+    let active = h
+        .op(Method::GET, "/api/v1/agents?status=active&q=shop", None)
+        .await;
+    assert_eq!(active.body["total"], 2);
+
+    let bad = h
+        .op(Method::GET, "/api/v1/agents?status=sleeping", None)
+        .await;
+    assert_eq!(
+        (bad.status, bad.error()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    assert!(bad.body["message"].as_str().unwrap().starts_with("status"));
+    let bad = h.op(Method::GET, "/api/v1/agents?limit=many", None).await;
+    assert!(bad.body["message"].as_str().unwrap().starts_with("limit"));
+    let bad = h.op(Method::GET, "/api/v1/agents?limit=100000", None).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn unknown_agents_are_404_everywhere() {
+    let h = Harness::new().await;
+    for (method, path) in [
+        (Method::GET, "/api/v1/agents/ag-doesnotexist"),
+        (Method::GET, "/api/v1/agents/NOT%20AN%20ID"),
+        (Method::DELETE, "/api/v1/agents/ag-doesnotexist"),
+        (Method::POST, "/api/v1/agents/ag-doesnotexist/cleanup"),
+        (Method::POST, "/api/v1/agents/ag-doesnotexist/deactivate"),
+        (Method::GET, "/api/v1/agents/ag-doesnotexist/history"),
+        (Method::GET, "/api/v1/agents/ag-doesnotexist/data"),
+        (Method::GET, "/api/v1/agents/ag-doesnotexist/commands/1"),
+    ] {
+        let resp = h.op(method.clone(), path, None).await;
+        assert_eq!(
+            (resp.status, resp.error()),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{method} {path}"
+        );
+    }
+    let resp = h
+        .op(
+            Method::PATCH,
+            "/api/v1/agents/ag-doesnotexist",
+            Some(json!({ "name": "x" })),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::NOT_FOUND);
+    let resp = h.op(Method::GET, "/api/v1/nothing-here", None).await;
+    assert_eq!(
+        (resp.status, resp.error()),
+        (StatusCode::NOT_FOUND, "no_route")
+    );
+}
+
+#[tokio::test]
+async fn rename_shows_at_once_and_queues_a_rename_command() {
+    let h = Harness::new().await;
+    let id = id_of(&h.activate("gw").await);
+    h.connect(&id, "gw", 0).await;
+    let resp = h
+        .op(
+            Method::PATCH,
+            &format!("/api/v1/agents/{id}"),
+            Some(json!({ "name": "  Front desk " })),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
+    assert_eq!(resp.body["name"], "Front desk");
+    let sent = h.sent_to(&id);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].cmd,
+        Command::Rename {
+            name: "Front desk".into()
+        }
+    );
+    let cmd = h
+        .op(
+            Method::GET,
+            &format!("/api/v1/agents/{id}/commands/{}", sent[0].id),
+            None,
+        )
+        .await;
+    assert_eq!(cmd.body["kind"], "rename");
+    assert_eq!(cmd.body["status"], "pending");
+
+    // Offline: queued, not sent, then sent on the next hello (with the name the portal knows).
+    h.send(&id, 0, AgentMessage::Presence(Presence { online: false }))
+        .await;
+    h.op(
+        Method::PATCH,
+        &format!("/api/v1/agents/{id}"),
+        Some(json!({ "name": "Back office" })),
+    )
+    .await;
+    assert_eq!(h.sent_to(&id).len(), 1);
+    h.connect(&id, "Front desk", 0).await;
+    let sent = h.sent_to(&id);
+    let names: Vec<_> = sent.iter().map(|c| c.cmd.clone()).collect();
+    assert_eq!(
+        names[1..],
+        [
+            Command::Rename {
+                name: "Front desk".into()
+            },
+            Command::Rename {
+                name: "Back office".into()
+            }
+        ],
+        "both pending renames re-sent in id order"
+    );
+    assert!(sent[1].id < sent[2].id);
+
+    for bad in [
+        json!({ "name": "" }),
+        json!({ "name": "x".repeat(65) }),
+        json!({ "name": "a\u{7}b" }),
+        json!({}),
+    ] {
+        let resp = h
+            .op(
+                Method::PATCH,
+                &format!("/api/v1/agents/{id}"),
+                Some(bad.clone()),
+            )
+            .await;
+        assert_eq!(
+            (resp.status, resp.error()),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{bad}"
+        );
+        assert!(
+            resp.body["message"].as_str().unwrap().contains("name"),
+            "{:?}",
+            resp.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_hello_with_another_name_gets_the_portals_name_back() {
+    let h = Harness::new().await;
+    let id = id_of(&h.activate("gw").await);
+    h.connect(&id, "something-else", 0).await;
+    let sent = h.sent_to(&id);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].cmd, Command::Rename { name: "gw".into() });
+}
+
+#[tokio::test]
+async fn cleanup_wipes_reports_bumps_the_epoch_and_drops_stale_reports() {
+    let h = Harness::new().await;
+    let id = id_of(&h.activate("gw").await);
+    h.connect(&id, "gw", 0).await;
+    let report = |kind: &str, n: i64| {
+        AgentMessage::Report(Report {
+            kind: kind.into(),
+            body: json!({ "n": n }),
+        })
+    };
+    assert_eq!(
+        h.send(&id, 0, report("devices", 1)).await,
+        Disposition::Applied
+    );
+    let data = h
+        .op(Method::GET, &format!("/api/v1/agents/{id}/data"), None)
+        .await;
+    let kinds: Vec<&str> = data.body["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["devices", "interfaces"]);
+    assert_eq!(data.body["reports"][1]["body"][0]["name"], "lan0");
+
+    let resp = h
+        .op(Method::POST, &format!("/api/v1/agents/{id}/cleanup"), None)
+        .await;
+    assert_eq!(resp.status, StatusCode::ACCEPTED, "{:?}", resp.body);
+    assert_eq!(resp.body["data_epoch"], 1);
+    let command_id = resp.body["command_id"].as_u64().unwrap();
+    let sent = h.sent_to(&id);
+    assert_eq!(sent.last().unwrap().id, command_id);
+    assert_eq!(sent.last().unwrap().cmd, Command::Cleanup { epoch: 1 });
+
+    let data = h
+        .op(Method::GET, &format!("/api/v1/agents/{id}/data"), None)
+        .await;
+    assert_eq!(data.body, json!({ "data_epoch": 1, "reports": [] }));
+    assert_eq!(h.agent(&id).await["data_epoch"], 1);
+    assert_eq!(h.agent(&id).await["name"], "gw", "cleanup keeps the name");
+
+    // A report queued before the agent ran the cleanup is dropped; the new epoch's is kept.
+    assert_eq!(
+        h.send(&id, 0, report("devices", 2)).await,
+        Disposition::StaleEpoch
+    );
+    assert_eq!(
+        h.send(&id, 0, crate::harness::hello("gw")).await,
+        Disposition::StaleEpoch
+    );
+    let data = h
+        .op(Method::GET, &format!("/api/v1/agents/{id}/data"), None)
+        .await;
+    assert_eq!(data.body["reports"], json!([]));
+    assert_eq!(
+        h.send(&id, 1, report("devices", 3)).await,
+        Disposition::Applied
+    );
+    let data = h
+        .op(Method::GET, &format!("/api/v1/agents/{id}/data"), None)
+        .await;
+    assert_eq!(data.body["reports"][0]["epoch"], 1);
+    assert_eq!(data.body["reports"][0]["body"], json!({ "n": 3 }));
+}
+
+#[tokio::test]
+async fn cleanup_of_an_offline_agent_is_sent_at_its_next_hello() {
+    let h = Harness::new().await;
+    let id = id_of(&h.activate("gw").await);
+    let resp = h
+        .op(Method::POST, &format!("/api/v1/agents/{id}/cleanup"), None)
+        .await;
+    assert_eq!(resp.status, StatusCode::ACCEPTED);
+    assert!(h.sent_to(&id).is_empty());
+    h.connect(&id, "gw", 0).await;
+    let sent = h.sent_to(&id);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].cmd, Command::Cleanup { epoch: 1 });
+    // The agent acknowledges; nothing more happens and the command is done.
+    h.send(
+        &id,
+        1,
+        AgentMessage::Ack(outpost_cloud_link::protocol::Ack {
+            command_id: sent[0].id,
+            outcome: outpost_cloud_link::protocol::Outcome::Done,
+        }),
+    )
+    .await;
+    let cmd = h
+        .op(
+            Method::GET,
+            &format!("/api/v1/agents/{id}/commands/{}", sent[0].id),
+            None,
+        )
+        .await;
+    assert_eq!(cmd.body["status"], "done");
+    assert!(cmd.body["acked_at"].is_string());
+}
+
+#[tokio::test]
+async fn delete_refuses_while_online_then_leaves_a_tombstone() {
+    let h = Harness::new().await;
+    let body = h.activate("gw").await;
+    let id = id_of(&body);
+    let secret = body["secret"].as_str().unwrap().to_owned();
+    h.connect(&id, "gw", 0).await;
+    h.send(
+        &id,
+        0,
+        AgentMessage::Report(Report {
+            kind: "devices".into(),
+            body: json!([]),
+        }),
+    )
+    .await;
+
+    let resp = h
+        .op(Method::DELETE, &format!("/api/v1/agents/{id}"), None)
+        .await;
+    assert_eq!(
+        (resp.status, resp.error()),
+        (StatusCode::CONFLICT, "agent_connected")
+    );
+    assert!(!h.broker.calls().iter().any(|c| c.starts_with("delete")));
+
+    h.send_seq(
+        &id,
+        0,
+        0,
+        AgentMessage::Presence(Presence { online: false }),
+    )
+    .await;
+    let resp = h
+        .op(Method::DELETE, &format!("/api/v1/agents/{id}"), None)
+        .await;
+    assert_eq!(resp.status, StatusCode::NO_CONTENT, "{:?}", resp.body);
+    assert_eq!(h.broker.calls().last().unwrap(), &format!("delete {id}"));
+
+    let resp = h
+        .op(Method::GET, &format!("/api/v1/agents/{id}"), None)
+        .await;
+    assert_eq!(resp.status, StatusCode::NOT_FOUND);
+    let resp = h
+        .call(
+            Method::GET,
+            "/api/v1/agent/status",
+            None,
+            Auth::Basic(&id, &secret),
+        )
+        .await;
+    assert_eq!(
+        (resp.status, resp.error()),
+        (StatusCode::GONE, "agent_deleted")
+    );
+    let resp = h
+        .call(
+            Method::GET,
+            "/api/v1/agent/status",
+            None,
+            Auth::Basic(&id, "guess"),
+        )
+        .await;
+    assert_eq!(
+        resp.status,
+        StatusCode::UNAUTHORIZED,
+        "the tombstone still checks the secret"
+    );
+
+    let history = h.op(Method::GET, "/api/v1/history", None).await;
+    let entries = history.body["entries"].as_array().unwrap();
+    let last = entries.last().unwrap();
+    assert_eq!(last["action"], "deleted");
+    assert_eq!(last["agent_name"], "gw");
+    assert_eq!(last["actor"], "token:tester");
+    assert_eq!(entries.len(), 1, "the agent's other lines went with it");
+
+    let late = h
+        .send(&id, 0, AgentMessage::Presence(Presence { online: true }))
+        .await;
+    assert_eq!(late, Disposition::UnknownAgent);
+    let list = h.op(Method::GET, "/api/v1/agents", None).await;
+    assert_eq!(list.body["total"], 0);
+}
+
+#[tokio::test]
+async fn an_agent_silent_past_offline_after_counts_as_offline_and_can_be_deleted() {
+    let h = Harness::new().await;
+    let id = id_of(&h.activate("gw").await);
+    h.connect(&id, "gw", 0).await;
+    assert_eq!(h.agent(&id).await["online"], true);
+    h.clock.advance(chrono::Duration::seconds(121));
+    assert_eq!(h.agent(&id).await["online"], false);
+    let resp = h
+        .op(Method::DELETE, &format!("/api/v1/agents/{id}"), None)
+        .await;
+    assert_eq!(resp.status, StatusCode::NO_CONTENT);
+}

@@ -1,0 +1,10 @@
+//! API and app tests: the real axum router and app on a temporary SQLite database, with a recording fake
+//! broker and command sender (real Mosquitto is exercised by the broker and end-to-end tests).
+
+mod activation;
+mod agents;
+mod commands;
+mod harness;
+mod ingest;
+mod lifecycle;
+mod openapi;

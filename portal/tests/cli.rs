@@ -1,0 +1,99 @@
+//! The `outpost-portal` binary's local commands: `codes new` and `token new` print one line, work while
+//! another process holds the database open, and what they print is accepted by the portal.
+
+use std::process::Command;
+
+use outpost_portal::codes::Code;
+use outpost_portal::store::{credentials, Store};
+
+fn portal() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_outpost-portal"))
+}
+
+fn run(args: &[&str]) -> String {
+    let out = portal().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "outpost-portal {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn codes_and_tokens_are_printed_alone_and_stored_hashed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.to_str().unwrap();
+
+    let out = run(&[
+        "codes",
+        "new",
+        "--data",
+        data_s,
+        "--uses",
+        "3",
+        "--prepaid-months",
+        "12",
+        "--expires",
+        "2h",
+    ]);
+    assert_eq!(out.lines().count(), 1, "{out:?}");
+    let code = Code::parse(out.trim()).expect("a well-formed code");
+    assert_eq!(out.trim(), code.display());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&data).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o700);
+
+    // The database stays open here (as `up` would hold it) while the CLI writes again.
+    let store = Store::open(&data.join("portal.db")).await.unwrap();
+    let token = run(&["token", "new", "--data", data_s, "--name", "ci"]);
+    assert_eq!(token.lines().count(), 1);
+    let token = token.trim();
+    assert!(token.starts_with("opt_") && token.len() > 40);
+
+    let mut conn = store.conn().await.unwrap();
+    let stored = credentials::find_code(&mut conn, &code.hash())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.uses, stored.used, stored.prepaid_months),
+        (3, 0, Some(12))
+    );
+    let lifetime = stored.expires_at - chrono::Utc::now();
+    assert!(lifetime > chrono::Duration::minutes(119) && lifetime <= chrono::Duration::hours(2));
+    let name = credentials::token_name(&mut conn, &outpost_portal::secrets::hash(token))
+        .await
+        .unwrap();
+    assert_eq!(name.as_deref(), Some("ci"));
+    for file in ["portal.db", "portal.db-wal"] {
+        let bytes = std::fs::read(data.join(file)).unwrap_or_default();
+        let clear = |s: &str| bytes.windows(s.len()).any(|w| w == s.as_bytes());
+        assert!(!clear(token), "the token is stored in clear in {file}");
+        assert!(
+            !clear(code.normalized()),
+            "the code is stored in clear in {file}"
+        );
+    }
+}
+
+#[test]
+fn bad_arguments_fail_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let out = portal()
+        .args(["codes", "new", "--data", data, "--uses", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("uses"));
+    let out = portal()
+        .args(["codes", "new", "--data", data, "--expires", "7w"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let out = portal().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("outpost-portal "));
+}
