@@ -1,4 +1,4 @@
-//! Operator routes on commands: send one (`ping`) and wait for its acknowledgement, read one.
+//! Operator routes on commands: send one (`ping`) and wait for its acknowledgement, list them, read one.
 
 use std::time::Duration;
 
@@ -60,6 +60,32 @@ pub async fn create(
         StatusCode::OK
     };
     Ok((status, Json(CommandView::from(&row))))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub limit: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct CommandList {
+    pub commands: Vec<CommandView>,
+}
+
+/// `GET /agents/{id}/commands?limit=N`: the most recent commands, newest first (default 50, at most 500).
+pub async fn list(
+    _: Operator,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<CommandList>, AppError> {
+    let id = App::parse_agent_id(&id)?;
+    let Query(query) = query.map_err(AppError::from_query)?;
+    let limit = number("limit", query.limit.as_deref(), 50, 500)?.max(1);
+    let rows = state.app.recent_commands(&id, limit).await?;
+    Ok(Json(CommandList {
+        commands: rows.iter().map(CommandView::from).collect(),
+    }))
 }
 
 pub async fn get(

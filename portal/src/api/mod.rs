@@ -86,6 +86,7 @@ fn build(options: ApiOptions) -> Routes {
     .add("get", "/agents/{id}/history", get, agents::history)
     .add("get", "/agents/{id}/data", get, agents::data)
     .add("post", "/agents/{id}/commands", post, commands::create)
+    .add("get", "/agents/{id}/commands", get, commands::list)
     .add("get", "/agents/{id}/commands/{cid}", get, commands::get)
     .add("get", "/history", get, account::history)
     .add("post", "/activation-codes", post, account::create_code);

@@ -99,6 +99,17 @@ impl App {
         self.command(agent, id).await
     }
 
+    /// The agent's most recent commands, newest first.
+    pub async fn recent_commands(
+        &self,
+        agent: &AgentId,
+        limit: u32,
+    ) -> Result<Vec<CommandRow>, OpError> {
+        self.agent(agent).await?;
+        let mut conn = self.store().conn().await?;
+        Ok(commands::recent(&mut conn, agent, limit).await?)
+    }
+
     pub async fn command(&self, agent: &AgentId, id: u64) -> Result<CommandRow, OpError> {
         let mut conn = self.store().conn().await?;
         commands::get(&mut conn, agent, id)

@@ -75,6 +75,22 @@ pub async fn get(
     row.as_ref().map(from_row).transpose()
 }
 
+/// The agent's most recent commands, newest first.
+pub async fn recent(
+    conn: &mut Conn,
+    agent: &AgentId,
+    limit: u32,
+) -> Result<Vec<CommandRow>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM commands WHERE agent_id = ? ORDER BY id DESC LIMIT ?"
+    ))
+    .bind(agent.as_str())
+    .bind(i64::from(limit))
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
 /// The agent's pending commands, oldest first.
 pub async fn pending(conn: &mut Conn, agent: &AgentId) -> Result<Vec<CommandRow>, StoreError> {
     let rows = sqlx::query(&format!(

@@ -153,3 +153,52 @@ async fn a_ping_to_an_offline_agent_is_delivered_at_its_next_hello() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].id, resp.body["id"].as_u64().unwrap());
 }
+
+#[tokio::test]
+async fn the_command_list_is_newest_first_and_bounded() {
+    let h = Harness::new().await;
+    let id = id_of(&h.activate("gw").await);
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        let resp = h
+            .op(
+                Method::POST,
+                &format!("/api/v1/agents/{id}/commands"),
+                Some(json!({ "type": "ping" })),
+            )
+            .await;
+        sent.push(resp.body["id"].as_u64().unwrap());
+    }
+    let list = h
+        .op(Method::GET, &format!("/api/v1/agents/{id}/commands"), None)
+        .await;
+    assert_eq!(list.status, StatusCode::OK);
+    let ids: Vec<u64> = list.body["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_u64().unwrap())
+        .collect();
+    sent.reverse();
+    assert_eq!(ids, sent);
+    let one = h
+        .op(
+            Method::GET,
+            &format!("/api/v1/agents/{id}/commands?limit=1"),
+            None,
+        )
+        .await;
+    assert_eq!(one.body["commands"].as_array().unwrap().len(), 1);
+    let bad = h
+        .op(
+            Method::GET,
+            &format!("/api/v1/agents/{id}/commands?limit=x"),
+            None,
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let unknown = h
+        .op(Method::GET, "/api/v1/agents/ag-nosuchagent1/commands", None)
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
