@@ -1,1 +1,543 @@
-//! Helpers for the end-to-end tests.
+//! Helpers for the end-to-end tests: start the real `outpost-portal` (which starts the real Mosquitto) and
+//! real `outpost-agent` processes on loopback, each with its own temporary directory and free ports, and
+//! stop every process they started when dropped, even when a test fails.
+//!
+//! The binaries are built on first use with the same cargo that runs the tests, so `cargo test` alone is
+//! enough.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+/// Where the workspace's binaries are, built once per test process.
+fn bin_dir() -> Result<&'static Path> {
+    static DIR: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    DIR.get_or_init(|| build_bins().map_err(|e| format!("{e:#}")))
+        .as_deref()
+        .map_err(|e| anyhow!("{e}"))
+}
+
+fn build_bins() -> Result<PathBuf> {
+    // target/<profile>/deps/<test binary>: the binaries live in target/<profile>.
+    let exe = std::env::current_exe().context("locating the test binary")?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary is not inside target/<profile>/deps")?
+        .to_path_buf();
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&workspace).args([
+        "build",
+        "--quiet",
+        "-p",
+        "outpost-portal",
+        "-p",
+        "outpost-agent",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd
+        .status()
+        .context("running cargo build for the binaries")?;
+    if !status.success() {
+        bail!("cargo build of outpost-portal and outpost-agent failed");
+    }
+    Ok(profile_dir)
+}
+
+pub fn portal_bin() -> Result<PathBuf> {
+    Ok(bin_dir()?.join("outpost-portal"))
+}
+
+pub fn agent_bin() -> Result<PathBuf> {
+    Ok(bin_dir()?.join("outpost-agent"))
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or fails after `timeout` naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last_err = None;
+    loop {
+        match f().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if Instant::now() > deadline {
+            return Err(match last_err {
+                Some(e) => e.context(format!("timed out after {timeout:?} waiting for {what}")),
+                None => anyhow!("timed out after {timeout:?} waiting for {what}"),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Stops a child we started: SIGTERM, a grace period, then SIGKILL.
+fn stop_child(child: &mut Child, grace: Duration) -> Option<std::process::ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait().ok()
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Options for starting a portal.
+#[derive(Debug, Clone)]
+pub struct PortalOptions {
+    pub activation_rate: u32,
+    pub offline_after_s: u64,
+}
+
+impl Default for PortalOptions {
+    fn default() -> Self {
+        Self {
+            activation_rate: 100,
+            offline_after_s: 30,
+        }
+    }
+}
+
+/// A running `outpost-portal up` (with its Mosquitto) on free loopback ports.
+pub struct Portal {
+    pub dir: TempDir,
+    pub https: u16,
+    pub mqtts: u16,
+    pub token: String,
+    child: Option<Child>,
+    client: reqwest::Client,
+}
+
+impl Portal {
+    pub async fn start() -> Result<Self> {
+        Self::start_with(PortalOptions::default()).await
+    }
+
+    pub async fn start_with(opts: PortalOptions) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("outpost-portal-")
+            .tempdir()?;
+        let https = free_port()?;
+        let mqtts = free_port()?;
+        let mut portal = Self {
+            dir,
+            https,
+            mqtts,
+            token: String::new(),
+            child: None,
+            client: reqwest::Client::new(),
+        };
+        portal.spawn(&opts)?;
+        portal.wait_ready().await?;
+        portal.token = portal.cli(&["token", "new", "--name", "e2e"])?;
+        Ok(portal)
+    }
+
+    pub fn data(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn spawn(&mut self, opts: &PortalOptions) -> Result<()> {
+        let log = fs::File::create(self.data().join("portal.log"))?;
+        let child = Command::new(portal_bin()?)
+            .args(["up", "--data"])
+            .arg(self.data().join("data"))
+            .args(["--https", &format!("127.0.0.1:{}", self.https)])
+            .args(["--mqtts", &format!("127.0.0.1:{}", self.mqtts)])
+            .args(["--activation-rate", &opts.activation_rate.to_string()])
+            .args(["--offline-after", &opts.offline_after_s.to_string()])
+            .args(["--sweep-interval", "1", "--dev-clock"])
+            .env("OUTPOST_LOG", "info,outpost_portal=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting outpost-portal")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "outpost-portal exited with {status} while starting:\n{}",
+                        self.log_tail()
+                    );
+                }
+            }
+            if fs::metadata(self.ca_path()).is_ok() {
+                if let Ok(client) = self.make_client() {
+                    let url = format!("{}/api/v1/openapi.json", self.base_url());
+                    if let Ok(resp) = client.get(&url).send().await {
+                        if resp.status().is_success() {
+                            self.client = client;
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "outpost-portal did not serve HTTPS within 30 s:\n{}",
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn make_client(&self) -> Result<reqwest::Client> {
+        let ca = reqwest::Certificate::from_pem(&fs::read(self.ca_path())?)?;
+        Ok(reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .timeout(Duration::from_secs(20))
+            .build()?)
+    }
+
+    pub fn log_tail(&self) -> String {
+        tail(&self.data().join("portal.log"), 40)
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.data().join("data").join("ca.pem")
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.https)
+    }
+
+    /// Runs `outpost-portal ARGS --data DIR` and returns its trimmed stdout.
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(portal_bin()?)
+            .args(args)
+            .arg("--data")
+            .arg(self.data().join("data"))
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "outpost-portal {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+    }
+
+    /// A fresh single-use activation code from the CLI.
+    pub fn new_code(&self) -> Result<String> {
+        self.cli(&["codes", "new"])
+    }
+
+    /// Calls the API with the bearer token; returns status and JSON body (`Null` when empty).
+    pub async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value)> {
+        let mut req = self
+            .client
+            .request(method, format!("{}/api/v1{path}", self.base_url()))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)?
+        };
+        Ok((status, value))
+    }
+
+    /// Like [`Portal::api`] but fails unless the status is `expect`.
+    pub async fn api_ok(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        expect: StatusCode,
+    ) -> Result<Value> {
+        let (status, value) = self.api(method.clone(), path, body).await?;
+        if status != expect {
+            bail!("{method} {path}: expected {expect}, got {status}: {value}");
+        }
+        Ok(value)
+    }
+
+    pub async fn agent(&self, id: &str) -> Result<Value> {
+        self.api_ok(Method::GET, &format!("/agents/{id}"), None, StatusCode::OK)
+            .await
+    }
+
+    /// Waits until `pred` holds for the agent's record.
+    pub async fn wait_agent(
+        &self,
+        id: &str,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        wait_for(what, Duration::from_secs(20), || async {
+            let a = self.agent(id).await?;
+            Ok(pred(&a).then_some(a))
+        })
+        .await
+    }
+
+    /// Sets the portal's clock (it was started with `--dev-clock`) and runs its sweep.
+    pub async fn set_clock(&self, now: &str) -> Result<()> {
+        self.api_ok(
+            Method::PUT,
+            "/dev/clock",
+            Some(json!({ "now": now })),
+            StatusCode::OK,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The pid of the Mosquitto the portal supervises.
+    pub fn broker_pid(&self) -> Result<i32> {
+        let text = fs::read_to_string(self.data().join("data/broker/mosquitto.pid"))?;
+        Ok(text.trim().parse()?)
+    }
+
+    /// The portal's own broker credentials (for tests that speak MQTT as the portal would).
+    pub fn admin_credentials(&self) -> Result<(String, String)> {
+        let v: Value =
+            serde_json::from_slice(&fs::read(self.data().join("data/broker/admin.json"))?)?;
+        let user = v["username"]
+            .as_str()
+            .context("admin.json has no username")?
+            .to_owned();
+        let pass = v["password"]
+            .as_str()
+            .context("admin.json has no password")?
+            .to_owned();
+        Ok((user, pass))
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
+impl Drop for Portal {
+    fn drop(&mut self) {
+        let broker = self.broker_pid().ok();
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child, Duration::from_secs(10));
+        }
+        // The portal stops its broker; make sure, should it have died without doing so.
+        if let Some(pid) = broker {
+            let pid = Pid::from_raw(pid);
+            if kill(pid, None).is_ok() && is_our_mosquitto(pid, self.data()) {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Only ever kill a Mosquitto whose command line names this portal's data directory.
+fn is_our_mosquitto(pid: Pid, data: &Path) -> bool {
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&cmdline).contains(&*data.to_string_lossy())
+}
+
+/// An agent with its own state directory, driven through its CLI.
+pub struct Agent {
+    pub dir: TempDir,
+    child: Option<Child>,
+}
+
+/// Agent timings for tests: fast heartbeats and polls.
+pub const FAST_CONFIG: &str = r#"
+interfaces = []
+heartbeat_secs = 0.2
+disabled_poll_secs = 0.5
+reconnect_initial_ms = 100
+reconnect_max_secs = 1
+"#;
+
+impl Agent {
+    pub fn new() -> Result<Self> {
+        Self::with_config(FAST_CONFIG)
+    }
+
+    /// An agent whose `run` uses this TOML config.
+    pub fn with_config(config: &str) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("outpost-agent-")
+            .tempdir()?;
+        fs::write(dir.path().join("agent.toml"), config)?;
+        Ok(Self { dir, child: None })
+    }
+
+    /// The pid of the running `run` process.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn command(&self) -> Result<Command> {
+        let mut cmd = Command::new(agent_bin()?);
+        cmd.arg("--state")
+            .arg(self.state())
+            .env("OUTPOST_LOG", "info,outpost_agent=debug");
+        Ok(cmd)
+    }
+
+    /// Runs `activate CODE` against `portal`.
+    pub fn activate(&self, portal: &Portal, code: &str) -> Result<Output> {
+        Ok(self
+            .command()?
+            .args(["activate", code, "--portal", &portal.base_url(), "--ca"])
+            .arg(portal.ca_path())
+            .output()?)
+    }
+
+    /// Activates with a fresh code and returns the agent id.
+    pub fn activate_new(&self, portal: &Portal) -> Result<String> {
+        let out = self.activate(portal, &portal.new_code()?)?;
+        if !out.status.success() {
+            bail!(
+                "activation failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let status = self.status()?;
+        Ok(status["agent_id"]
+            .as_str()
+            .context("status has no agent_id")?
+            .to_owned())
+    }
+
+    /// Starts `run` in the background with the fast test config.
+    pub fn start(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            bail!("agent already running");
+        }
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let child = self
+            .command()?
+            .arg("run")
+            .arg("--config")
+            .arg(self.dir.path().join("agent.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting outpost-agent run")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("agent.log")
+    }
+
+    pub fn log_tail(&self) -> String {
+        tail(&self.log_path(), 40)
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        stop_child(&mut child, Duration::from_secs(10)).and_then(|s| s.code())
+    }
+
+    /// Waits for `run` to exit by itself; returns its exit code.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut().context("agent is not running")?;
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status.code());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "agent did not exit within {timeout:?}:\n{}",
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// `status --json`.
+    pub fn status(&self) -> Result<Value> {
+        let out = self.command()?.args(["status", "--json"]).output()?;
+        if !out.status.success() {
+            bail!("status failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// The identity the agent stored at activation.
+    pub fn identity(&self) -> Result<Value> {
+        Ok(serde_json::from_slice(&fs::read(
+            self.state().join("identity.json"),
+        )?)?)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

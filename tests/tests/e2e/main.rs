@@ -1,0 +1,9 @@
+//! End-to-end tests: the real portal, its real Mosquitto and real agents, all on loopback.
+//! One test binary so the tests run in parallel; each test starts its own portal on free ports.
+
+mod activation;
+mod isolation;
+mod lifecycle;
+mod mqtt;
+mod resilience;
+mod subscription;
