@@ -38,6 +38,7 @@ pub struct Incoming {
 pub struct Link {
     client: AsyncClient,
     connected: Arc<AtomicBool>,
+    subscriptions: watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for Link {
@@ -90,6 +91,12 @@ impl Link {
         self.connected.load(Ordering::Relaxed)
     }
 
+    /// Counts the session's successful subscriptions: it changes each time the session has (re)subscribed
+    /// to every agent's messages.
+    pub fn subscriptions(&self) -> watch::Receiver<u64> {
+        self.subscriptions.clone()
+    }
+
     /// Opens the session and waits until it is connected and subscribed, at most `timeout`. Decoded
     /// messages go to `incoming`.
     pub(crate) async fn connect(
@@ -105,14 +112,24 @@ impl Link {
         eventloop.state.manual_acks = true;
         let connected = Arc::new(AtomicBool::new(false));
         let (status_tx, mut status_rx) = watch::channel(Status::Connecting);
+        let (subscribed_tx, subscriptions) = watch::channel(0u64);
         let task = {
             let client = client.clone();
             let connected = connected.clone();
             SessionTask::spawn(move |stop| {
-                run(client, eventloop, incoming, connected, status_tx, stop)
+                let signals = Signals {
+                    connected,
+                    status: status_tx,
+                    subscribed: subscribed_tx,
+                };
+                run(client, eventloop, incoming, signals, stop)
             })
         };
-        let link = Link { client, connected };
+        let link = Link {
+            client,
+            connected,
+            subscriptions,
+        };
         let wait = async {
             status_rx
                 .wait_for(|s| !matches!(s, Status::Connecting))
@@ -178,14 +195,26 @@ async fn ack(client: &AsyncClient, publish: &Publish) {
     }
 }
 
+/// What the session task tells the rest of the portal about its state.
+struct Signals {
+    connected: Arc<AtomicBool>,
+    status: watch::Sender<Status>,
+    /// Bumped after every successful subscription.
+    subscribed: watch::Sender<u64>,
+}
+
 async fn run(
     client: AsyncClient,
     mut eventloop: EventLoop,
     incoming: mpsc::Sender<Incoming>,
-    connected: Arc<AtomicBool>,
-    status: watch::Sender<Status>,
+    signals: Signals,
     mut stop: watch::Receiver<bool>,
 ) {
+    let Signals {
+        connected,
+        status,
+        subscribed,
+    } = signals;
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     let mut is_connected = false;
     let mut awaiting_suback = false;
@@ -220,6 +249,7 @@ async fn run(
                 {
                     connected.store(true, Ordering::Relaxed);
                     status.send_replace(Status::Up);
+                    subscribed.send_modify(|n| *n += 1);
                 } else {
                     tracing::error!(
                         "the broker does not let the portal subscribe to {}; check the outpost-portal role in \

@@ -71,6 +71,8 @@ pub struct RunningBroker {
     supervisor: mosquitto::Supervisor,
     admin_task: session_task::SessionTask,
     link_task: session_task::SessionTask,
+    /// Saves Mosquitto's database whenever the link has (re)subscribed.
+    persist: tokio::task::JoinHandle<()>,
     broker: String,
 }
 
@@ -152,6 +154,10 @@ pub async fn start(
                 return Err(BrokerError::Setup(e.to_string()));
             }
         };
+    let persist = tokio::spawn(mosquitto::persist_link_session(
+        link.subscriptions(),
+        supervisor.pid_watch(),
+    ));
     tracing::info!(%broker, "broker ready: admin and link sessions connected");
     Ok(RunningBroker {
         admin: std::sync::Arc::new(admin),
@@ -160,6 +166,7 @@ pub async fn start(
         supervisor,
         admin_task,
         link_task,
+        persist,
         broker,
     })
 }
@@ -181,8 +188,10 @@ impl RunningBroker {
             link_task,
             admin_task,
             supervisor,
+            persist,
             ..
         } = self;
+        persist.abort();
         link_task.stop().await;
         admin_task.stop().await;
         supervisor.shutdown().await

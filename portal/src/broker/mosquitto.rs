@@ -795,6 +795,32 @@ async fn terminate(child: &mut Child) {
     }
 }
 
+/// Asks Mosquitto to write its persistence database now (SIGUSR1) rather than at the next autosave.
+pub fn save_now(pid: u32) {
+    let target = nix::unistd::Pid::from_raw(pid as i32);
+    match nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGUSR1) {
+        Ok(()) => tracing::debug!(pid, "asked Mosquitto to save its sessions"),
+        Err(e) => tracing::warn!(pid, error = %e, "cannot ask Mosquitto to save its sessions"),
+    }
+}
+
+/// Keeps the link's persistent session on disk: every time the link has (re)subscribed, Mosquitto saves at
+/// once. After a crash the restarted broker then still holds the portal's subscription, and queues what agents
+/// publish before the portal is back instead of dropping it. Ends when the link or the supervisor is gone.
+pub async fn persist_link_session(
+    mut subscriptions: watch::Receiver<u64>,
+    pids: watch::Receiver<Option<u32>>,
+) {
+    loop {
+        if let Some(pid) = *pids.borrow() {
+            save_now(pid);
+        }
+        if subscriptions.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Runs Mosquitto and restarts it whenever it exits, until shut down.
 pub struct Supervisor {
     stop: watch::Sender<bool>,
@@ -839,6 +865,11 @@ impl Supervisor {
     /// The pid of the Mosquitto running now, if any.
     pub fn pid(&self) -> Option<u32> {
         *self.pid.borrow()
+    }
+
+    /// Follows the pid of the Mosquitto running now (`None` while it is down).
+    pub fn pid_watch(&self) -> watch::Receiver<Option<u32>> {
+        self.pid.clone()
     }
 
     /// Stops the broker (SIGTERM, then waits) and the supervision.
