@@ -26,6 +26,8 @@ use serde::{Deserialize, Serialize};
 
 /// Executed command ids kept for deduplication; older ones are pruned (ids below the kept ones are refused).
 pub const MAX_COMMAND_IDS: usize = 4096;
+/// sled's page cache: its default (1 GiB) is sized for servers; an agent on a router keeps a few MiB.
+const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 
 const OUTBOX_META: &[u8] = b"outbox_meta";
 const DATA_EPOCH: &[u8] = b"data_epoch";
@@ -94,6 +96,7 @@ impl Store {
         let db = sled::Config::new()
             .path(path)
             .flush_every_ms(Some(500))
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|source| match &source {
                 sled::Error::Io(e) if e.to_string().contains("could not acquire lock") => {
