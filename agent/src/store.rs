@@ -433,26 +433,4 @@ mod tests {
         assert_eq!(store.command(3).unwrap(), Some(CommandRecord::Started));
         assert_eq!(o.push("t", false, |_| b"z".to_vec()).unwrap().seq, 3);
     }
-
-    /// Measures what a durable outbox append costs here: `cargo test -p outpost-agent flush_cost -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "a measurement, not a check"]
-    fn flush_cost() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut o = Outbox::open(store.outbox_log(), 1 << 24).unwrap();
-        let n = 500;
-        let start = std::time::Instant::now();
-        for _ in 0..n {
-            o.push("agents/x/up/heartbeat", false, |_| vec![b'x'; 200])
-                .unwrap();
-        }
-        let push = start.elapsed() / n;
-        let start = std::time::Instant::now();
-        for seq in 1..=u64::from(n) {
-            o.ack(seq).unwrap();
-        }
-        let ack = start.elapsed() / n;
-        println!("durable push: {push:?} each; ack (unflushed): {ack:?} each");
-    }
 }
