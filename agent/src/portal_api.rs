@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use outpost_cloud_link::protocol::Platform;
+pub use outpost_cloud_link::enrollment::{ActivateRequest, ActivateResponse, AgentStatus};
+use outpost_cloud_link::enrollment::{ApiError, ACTIVATE_PATH, STATUS_PATH};
 use reqwest::{StatusCode, Url};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
-use serde::{Deserialize, Serialize};
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -46,61 +46,9 @@ pub enum PortalError {
     Unexpected { status: u16, body: String },
 }
 
-/// What the agent tells the portal when it activates.
-#[derive(Debug, Clone, Serialize)]
-pub struct ActivateRequest {
-    pub code: String,
-    pub mac: Option<String>,
-    pub hostname: String,
-    pub version: String,
-    pub local_ip: Option<String>,
-    pub platform: Platform,
-}
-
-/// The portal's `201` answer to an activation. `Debug` hides the secret.
-#[derive(Clone, Deserialize)]
-pub struct Activation {
-    pub agent_id: String,
-    pub name: String,
-    pub broker: String,
-    pub secret: String,
-    pub ca_pem: String,
-    #[serde(default)]
-    pub epoch: u64,
-}
-
-impl std::fmt::Debug for Activation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Activation")
-            .field("agent_id", &self.agent_id)
-            .field("name", &self.name)
-            .field("broker", &self.broker)
-            .field("epoch", &self.epoch)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The portal's `200` answer to `GET /agent/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct AgentStatus {
-    pub agent_id: String,
-    pub name: String,
-    /// `active | deactivation_pending | deactivated | expired`.
-    pub status: String,
-    #[serde(default)]
-    pub epoch: u64,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    error: String,
-    #[serde(default)]
-    message: String,
-}
-
 /// Turns a non-success answer into the error it stands for.
 pub fn map_error(status: StatusCode, retry_after: Option<u64>, body: &str) -> PortalError {
-    let parsed: Option<ErrorBody> = serde_json::from_str(body).ok();
+    let parsed: Option<ApiError> = serde_json::from_str(body).ok();
     let (code, message) = match &parsed {
         Some(b) => (b.error.as_str(), b.message.clone()),
         None => ("", String::new()),
@@ -210,7 +158,7 @@ impl PortalClient {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}/api/v1{path}", self.base_url())
+        format!("{}{path}", self.base_url())
     }
 
     fn unreachable(&self, e: reqwest::Error) -> PortalError {
@@ -240,10 +188,10 @@ impl PortalClient {
     }
 
     /// `POST /api/v1/activate`.
-    pub async fn activate(&self, req: &ActivateRequest) -> Result<Activation, PortalError> {
+    pub async fn activate(&self, req: &ActivateRequest) -> Result<ActivateResponse, PortalError> {
         let resp = self
             .http
-            .post(self.url("/activate"))
+            .post(self.url(ACTIVATE_PATH))
             .json(req)
             .send()
             .await
@@ -251,7 +199,7 @@ impl PortalClient {
         if !resp.status().is_success() {
             return Err(Self::failure(resp).await);
         }
-        resp.json::<Activation>()
+        resp.json::<ActivateResponse>()
             .await
             .map_err(|e| PortalError::Unexpected {
                 status: 201,
@@ -267,7 +215,7 @@ impl PortalClient {
     ) -> Result<AgentStatus, PortalError> {
         let resp = self
             .http
-            .get(self.url("/agent/status"))
+            .get(self.url(STATUS_PATH))
             .basic_auth(agent_id, Some(secret))
             .send()
             .await
@@ -346,7 +294,7 @@ mod tests {
         assert!(parse_portal_url("127.0.0.1:8443").is_err());
         let c = PortalClient::new("https://[::1]:9443/", Some(TEST_CA.as_bytes())).unwrap();
         assert_eq!(c.host_port(), ("::1".to_owned(), 9443));
-        assert_eq!(c.url("/activate"), "https://[::1]:9443/api/v1/activate");
+        assert_eq!(c.url(ACTIVATE_PATH), "https://[::1]:9443/api/v1/activate");
     }
 
     #[test]

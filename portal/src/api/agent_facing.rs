@@ -4,7 +4,8 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use outpost_cloud_link::enrollment::{ActivateResponse, AgentStatus};
+use serde::Deserialize;
 use tracing::info;
 
 use super::auth::{AuthenticatedAgent, PeerAddr};
@@ -12,6 +13,8 @@ use super::error::AppError;
 use super::ApiState;
 use crate::app::ActivationRequest;
 
+/// [`outpost_cloud_link::enrollment::ActivateRequest`], read leniently so a bad platform gets an error
+/// naming the field.
 #[derive(Debug, Deserialize)]
 pub struct ActivateBody {
     pub code: String,
@@ -22,16 +25,6 @@ pub struct ActivateBody {
     #[serde(default)]
     pub local_ip: Option<String>,
     pub platform: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ActivateResponse {
-    pub agent_id: String,
-    pub name: String,
-    pub broker: String,
-    pub secret: String,
-    pub ca_pem: String,
-    pub epoch: u64,
 }
 
 /// `POST /activate`: rate limit first, then the body and the code.
@@ -74,20 +67,12 @@ pub async fn activate(
     ))
 }
 
-#[derive(Debug, Serialize)]
-pub struct StatusResponse {
-    pub agent_id: String,
-    pub name: String,
-    pub status: &'static str,
-    pub epoch: u64,
-}
-
 /// `GET /agent/status` with HTTP Basic `agent_id:secret`.
-pub async fn status(AuthenticatedAgent(agent): AuthenticatedAgent) -> Json<StatusResponse> {
-    Json(StatusResponse {
+pub async fn status(AuthenticatedAgent(agent): AuthenticatedAgent) -> Json<AgentStatus> {
+    Json(AgentStatus {
         agent_id: agent.id.to_string(),
         name: agent.name,
-        status: agent.subscription.status.as_str(),
+        status: agent.subscription.status.as_str().to_owned(),
         epoch: agent.data_epoch,
     })
 }

@@ -8,7 +8,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use outpost_cloud_link::enrollment::ApiError;
 use tracing::error;
 
 use crate::app::OpError;
@@ -101,7 +101,10 @@ impl IntoResponse for AppError {
         if status.is_server_error() {
             error!(error = %self, code, "request failed");
         }
-        let body = Json(json!({ "error": code, "message": self.public_message() }));
+        let body = Json(ApiError {
+            error: code.to_owned(),
+            message: self.public_message(),
+        });
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         match &self {
