@@ -120,11 +120,28 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// A command for a daemon with extra environment. When that environment asks for a watchdog, the daemon is
+/// started as systemd starts it: with `WATCHDOG_PID` naming its own pid (set by a shell that then `exec`s it).
+fn service_command(bin: &Path, env: &[(String, String)]) -> Command {
+    let mut cmd = if env.iter().any(|(k, _)| k == "WATCHDOG_USEC") {
+        let mut sh = Command::new("/bin/sh");
+        sh.args(["-c", r#"WATCHDOG_PID=$$ exec "$0" "$@""#])
+            .arg(bin);
+        sh
+    } else {
+        Command::new(bin)
+    };
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    cmd
+}
+
 /// Options for starting a portal.
 #[derive(Debug, Clone)]
 pub struct PortalOptions {
     pub activation_rate: u32,
     pub offline_after_s: u64,
+    /// Extra environment for the portal process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for PortalOptions {
@@ -132,6 +149,7 @@ impl Default for PortalOptions {
         Self {
             activation_rate: 100,
             offline_after_s: 30,
+            env: Vec::new(),
         }
     }
 }
@@ -177,7 +195,7 @@ impl Portal {
 
     fn spawn(&mut self, opts: &PortalOptions) -> Result<()> {
         let log = fs::File::create(self.data().join("portal.log"))?;
-        let child = Command::new(portal_bin()?)
+        let child = service_command(&portal_bin()?, &opts.env)
             .args(["up", "--data"])
             .arg(self.data().join("data"))
             .args(["--https", &format!("127.0.0.1:{}", self.https)])
@@ -461,15 +479,26 @@ impl Agent {
 
     /// Starts `run` in the background with the fast test config.
     pub fn start(&mut self) -> Result<()> {
+        self.start_with_env(&[])
+    }
+
+    /// Starts `run` with extra environment variables.
+    pub fn start_with_env(&mut self, env: &[(&str, &str)]) -> Result<()> {
         if self.child.is_some() {
             bail!("agent already running");
         }
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())?;
-        let child = self
-            .command()?
+        let child = service_command(&agent_bin()?, &env)
+            .arg("--state")
+            .arg(self.state())
+            .env("OUTPOST_LOG", "info,outpost_agent=debug")
             .arg("run")
             .arg("--config")
             .arg(self.dir.path().join("agent.toml"))

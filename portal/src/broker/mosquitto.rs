@@ -693,6 +693,11 @@ impl Launch<'_> {
         let mut child = Command::new(self.bin)
             .arg("-c")
             .arg(self.data.broker_config())
+            // systemd's notify socket and watchdog are the portal's, not its child's: Mosquitto would
+            // announce READY=1 on it by itself.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

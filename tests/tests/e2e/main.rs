@@ -7,3 +7,4 @@ mod lifecycle;
 mod mqtt;
 mod resilience;
 mod subscription;
+mod systemd;
