@@ -131,14 +131,18 @@ fn parse_lifetime(s: &str) -> Result<chrono::Duration, String> {
         .ok_or_else(|| format!("{s:?} must be a positive duration"))
 }
 
+/// Logs to stderr, filtered by `OUTPOST_LOG` (default `info`), coloured only on a terminal, without
+/// timestamps under journald (which adds its own).
 fn init_logging() {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("OUTPOST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.without_time().with_ansi(false).init();
+        builder.without_time().init();
     } else {
         builder.init();
     }
