@@ -414,7 +414,7 @@ impl DynsecAdmin {
 
 /// The portal's own account is not an agent: refuse to touch it through the agent operations.
 fn check_not_reserved(command: &'static str, agent: &AgentId) -> Result<(), BrokerError> {
-    if agent.as_str() == super::mosquitto::ADMIN_USERNAME {
+    if agent.as_str() == super::config::ADMIN_USERNAME {
         return Err(BrokerError::Refused {
             command,
             agent: agent.to_string(),

@@ -1,16 +1,24 @@
 //! The broker, administered through one narrow trait ([`BrokerAdmin`]): Mosquitto with its
 //! dynamic-security plugin is the embedded default; a RabbitMQ backend can follow behind the same trait.
 //!
-//! - [`mosquitto`]: writes Mosquitto's configuration and supervises it as a child process.
+//! - [`config`]: Mosquitto's configuration file and the initial dynamic-security JSON.
+//! - [`mosquitto`]: finds Mosquitto and supervises it as a child process.
 //! - [`dynsec`]: the [`BrokerAdmin`] implementation over `$CONTROL/dynamic-security/v1`.
 //! - [`start`]: all of it at once: configuration, the supervised broker, the admin and link sessions.
 
+pub mod config;
 pub mod dynsec;
 pub mod mosquitto;
 pub(crate) mod session_task;
 
 use async_trait::async_trait;
 use outpost_cloud_link::AgentId;
+
+/// Wraps an I/O error with what was being done.
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BrokerError {
+    let context = context.into();
+    move |source| BrokerError::Io { context, source }
+}
 
 /// What went wrong talking to the broker.
 #[derive(Debug, thiserror::Error)]
@@ -118,7 +126,7 @@ pub async fn start(
         )));
     }
     let plugin = mosquitto::find_dynsec_plugin()?;
-    let creds = mosquitto::prepare(data, settings.listen, plugin)?;
+    let creds = config::prepare(data, settings.listen, plugin)?;
     let supervisor = mosquitto::Supervisor::start(data, settings.listen).await?;
     let broker = host_port(target);
     let ca = pki.ca_cert_pem.as_bytes().to_vec();
