@@ -43,20 +43,19 @@ pub async fn handle(app: &App, agent: &AgentId, env: Envelope) -> Result<Disposi
             debug!(agent = %agent, kind = env.msg.kind().as_str(), "message from an unknown agent ignored");
             return Ok(Disposition::UnknownAgent);
         };
-        if env.seq == 0 {
-            agents::record_unsequenced(&mut conn, agent).await?;
-        } else {
+        // seq 0 is the broker's last will on the agent's behalf: not part of the agent's sequence.
+        if env.seq > 0 {
             let last = row.link.last_seq;
             if env.seq <= last {
                 agents::count_duplicate(&mut conn, agent).await?;
                 debug!(agent = %agent, seq = env.seq, last_seq = last, "duplicate message dropped");
                 return Ok(Disposition::Duplicate);
             }
-            let gap = env.seq > last + 1;
-            if gap {
-                info!(agent = %agent, seq = env.seq, last_seq = last, "gap in the agent's message sequence");
+            let missing = env.seq - last - 1;
+            if missing > 0 {
+                info!(agent = %agent, seq = env.seq, last_seq = last, missing, "gap in the agent's message sequence");
             }
-            agents::record_message(&mut conn, agent, env.seq, gap, now).await?;
+            agents::record_message(&mut conn, agent, env.seq, missing, now).await?;
         }
         row
     };

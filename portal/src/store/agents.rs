@@ -227,33 +227,24 @@ pub async fn bump_epoch(conn: &mut Conn, id: &AgentId) -> Result<u64, StoreError
     to_u64("data_epoch", epoch)
 }
 
-/// Records a sequenced message: its seq, one more received, and when the agent was last heard from.
-/// `gap` counts one jump in the sequence.
+/// Records a sequenced message: the new `last_seq`, one more received, and `missing` sequence numbers
+/// skipped since the previous one (messages that never arrived).
 pub async fn record_message(
     conn: &mut Conn,
     id: &AgentId,
     seq: u64,
-    gap: bool,
+    missing: u64,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE agents SET last_seq = ?, received = received + 1, gaps = gaps + ?, last_seen = ? WHERE id = ?",
     )
     .bind(to_i64(seq))
-    .bind(i64::from(gap))
+    .bind(to_i64(missing))
     .bind(to_ms(now))
     .bind(id.as_str())
     .execute(conn)
     .await?;
-    Ok(())
-}
-
-/// Counts a message received but not sequenced (the broker's last will).
-pub async fn record_unsequenced(conn: &mut Conn, id: &AgentId) -> Result<(), StoreError> {
-    sqlx::query("UPDATE agents SET received = received + 1 WHERE id = ?")
-        .bind(id.as_str())
-        .execute(conn)
-        .await?;
     Ok(())
 }
 

@@ -109,3 +109,59 @@ async fn what_the_agent_queued_during_an_outage_survives_its_restart() -> Result
     assert_exactly_once(&record);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_outbox_drops_the_oldest_and_the_portal_accounts_for_every_message() -> Result<()> {
+    let portal = Portal::start().await?;
+    // The smallest outbox the agent accepts, filled fast.
+    let config = "heartbeat_secs = 0.05\noutbox_max_bytes = 16384\nreconnect_initial_ms = 100\nreconnect_max_secs = 1\n";
+    let mut agent = Agent::with_config(config)?;
+    let id = agent.activate_new(&portal)?;
+    agent.start()?;
+    portal
+        .wait_agent(&id, "online", |a| a["online"] == true)
+        .await
+        .with_context(|| agent.log_tail())?;
+
+    // Freeze the broker until the outbox has dropped a good number, then kill it so that nothing it
+    // buffered is delivered: what the outbox dropped is gone for good.
+    let broker = portal.broker_pid()?;
+    kill(Pid::from_raw(broker), Signal::SIGSTOP)?;
+    let dropped = wait_for(
+        "the outbox to overflow",
+        Duration::from_secs(30),
+        || async {
+            let s = agent.status()?;
+            Ok(s["outbox_dropped"].as_u64().filter(|d| *d >= 10))
+        },
+    )
+    .await;
+    kill(Pid::from_raw(broker), Signal::SIGKILL)?;
+    let dropped = dropped.with_context(|| agent.log_tail())?;
+    new_broker_pid(&portal, broker).await?;
+
+    let record = portal
+        .wait_agent(&id, "the agent back, reporting its drops", |a| {
+            a["online"] == true && a["link"]["outbox_dropped"].as_u64().unwrap_or(0) >= dropped
+        })
+        .await
+        .with_context(|| agent.log_tail())?;
+    let link = &record["link"];
+    let num = |k: &str| link[k].as_u64().unwrap_or(0);
+    assert_eq!(
+        num("received") + num("gaps"),
+        num("last_seq"),
+        "a message is neither received nor missing: {link}"
+    );
+    assert!(
+        num("gaps") <= num("outbox_dropped"),
+        "more missing than the agent dropped: {link}"
+    );
+    assert!(
+        num("gaps") + 2 >= dropped,
+        "dropped messages arrived after all: {link}"
+    );
+    let depth = agent.status()?["outbox_depth"].as_u64().unwrap_or(u64::MAX);
+    assert!(depth < 200, "the bound did not hold: {depth} queued");
+    Ok(())
+}
