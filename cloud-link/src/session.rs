@@ -78,6 +78,9 @@ pub struct SessionConfig {
     /// QoS 1 publishes in flight at once.
     pub inflight: u16,
     pub connect_timeout: Duration,
+    /// `true`: incoming QoS 1 messages are PUBACKed only when the caller acks them (after it has made them
+    /// safe), so the broker redelivers what a crash lost.
+    pub manual_acks: bool,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -112,6 +115,7 @@ impl SessionConfig {
             last_will: Some(will),
             inflight: 32,
             connect_timeout: Duration::from_secs(10),
+            manual_acks: false,
         }
     }
 
@@ -126,6 +130,7 @@ impl SessionConfig {
             .set_keep_alive(self.keep_alive)
             .set_clean_session(self.clean_session)
             .set_inflight(self.inflight.max(1))
+            .set_manual_acks(self.manual_acks)
             .set_max_packet_size(1 << 20, 1 << 20)
             .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
                 client_tls_config(&self.ca_pem)?,

@@ -104,12 +104,9 @@ impl Link {
         incoming: mpsc::Sender<Incoming>,
         timeout: Duration,
     ) -> Result<(Link, SessionTask), LinkError> {
-        let (client, mut eventloop) = config
+        let (client, eventloop) = config
             .connect(256)
             .map_err(|e| LinkError::Setup(e.to_string()))?;
-        // Acknowledge a message only once it is handed over (the broker redelivers it otherwise).
-        eventloop.mqtt_options.set_manual_acks(true);
-        eventloop.state.manual_acks = true;
         let connected = Arc::new(AtomicBool::new(false));
         let (status_tx, mut status_rx) = watch::channel(Status::Connecting);
         let (subscribed_tx, subscriptions) = watch::channel(0u64);
@@ -164,6 +161,8 @@ pub fn session_config(
         last_will: None,
         inflight: 100,
         connect_timeout: Duration::from_secs(5),
+        // Acknowledge a message only once it is handed over (the broker redelivers it otherwise).
+        manual_acks: true,
     }
 }
 

@@ -153,12 +153,14 @@ impl Link {
             shutdown,
         } = parts;
         let outbox = Outbox::open(store.outbox_log(), config.outbox_max_bytes)?;
-        let session = SessionConfig::for_agent(
+        let mut session = SessionConfig::for_agent(
             &identity.broker,
             &identity.agent_id,
             &identity.secret,
             identity.ca_pem.clone().into_bytes(),
         );
+        // Commands are PUBACKed only after they are recorded, so one lost in a crash is redelivered.
+        session.manual_acks = true;
         // Fail early on a broken identity rather than on every reconnect.
         split_host_port(&identity.broker)?;
         let now = Instant::now();
@@ -267,9 +269,6 @@ impl Link {
     async fn session_once(&mut self) -> Result<Ended, LinkError> {
         debug!(broker = %self.identity.broker, "connecting to the broker");
         let (client, mut eventloop) = self.session.connect(CHANNEL_CAPACITY)?;
-        // Commands are PUBACKed only after they are recorded, so one lost in a crash is redelivered.
-        eventloop.mqtt_options.set_manual_acks(true);
-        eventloop.state.manual_acks = true;
         // The event loop runs in its own task so it is never cancelled mid-write by the select below.
         let (tx, mut events) = mpsc::channel(64);
         let _task = AbortOnDrop(tokio::spawn(async move {

@@ -142,6 +142,7 @@ pub async fn start(
         last_will: None,
         inflight: 32,
         connect_timeout: std::time::Duration::from_secs(5),
+        manual_acks: false,
     };
     let (admin, admin_task) =
         match dynsec::DynsecAdmin::connect(admin_cfg, SESSION_START_TIMEOUT).await {
