@@ -140,9 +140,17 @@ async fn a_full_outbox_drops_the_oldest_and_the_portal_accounts_for_every_messag
     let dropped = dropped.with_context(|| agent.log_tail())?;
     new_broker_pid(&portal, broker).await?;
 
+    // Once the outbox has drained nothing more is dropped, and the portal learns the final count from the
+    // next heartbeat.
+    wait_for("the outbox to drain", Duration::from_secs(20), || async {
+        Ok((agent.status()?["outbox_depth"].as_u64() == Some(0)).then_some(()))
+    })
+    .await
+    .with_context(|| agent.log_tail())?;
+    let final_dropped = agent.status()?["outbox_dropped"].as_u64().unwrap_or(0);
     let record = portal
-        .wait_agent(&id, "the agent back, reporting its drops", |a| {
-            a["online"] == true && a["link"]["outbox_dropped"].as_u64().unwrap_or(0) >= dropped
+        .wait_agent(&id, "the agent back, reporting all its drops", |a| {
+            a["online"] == true && a["link"]["outbox_dropped"].as_u64() == Some(final_dropped)
         })
         .await
         .with_context(|| agent.log_tail())?;
