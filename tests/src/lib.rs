@@ -354,6 +354,40 @@ impl Portal {
             .await
     }
 
+    /// `PATCH /agents/{id}` with a new name; returns the agent's record.
+    pub async fn rename(&self, id: &str, name: &str) -> Result<Value> {
+        let body = json!({ "name": name });
+        self.api_ok(
+            Method::PATCH,
+            &format!("/agents/{id}"),
+            Some(body),
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// `GET /agents/{id}/history`.
+    pub async fn history(&self, id: &str) -> Result<Value> {
+        self.api_ok(
+            Method::GET,
+            &format!("/agents/{id}/history"),
+            None,
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// `GET /agents/{id}/data`.
+    pub async fn reports(&self, id: &str) -> Result<Value> {
+        self.api_ok(
+            Method::GET,
+            &format!("/agents/{id}/data"),
+            None,
+            StatusCode::OK,
+        )
+        .await
+    }
+
     /// Waits until `pred` holds for the agent's record.
     pub async fn wait_agent(
         &self,

@@ -94,14 +94,7 @@ async fn activation_creates_the_agent_and_it_links_up() -> Result<()> {
         "the portal logged the secret"
     );
 
-    let history = portal
-        .api_ok(
-            Method::GET,
-            &format!("/agents/{id}/history"),
-            None,
-            StatusCode::OK,
-        )
-        .await?;
+    let history = portal.history(&id).await?;
     assert_eq!(history["entries"][0]["action"], "activated", "{history}");
     Ok(())
 }

@@ -8,9 +8,8 @@ use anyhow::{Context, Result};
 use outpost_cloud_link::session::SessionConfig;
 use outpost_cloud_link::AgentId;
 use outpost_tests::{wait_for, Agent, Portal};
-use reqwest::{Method, StatusCode};
 use rumqttc::{Incoming, SubscribeReasonCode};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::mqtt;
 
@@ -53,14 +52,7 @@ async fn an_agent_cannot_read_or_write_another_agents_topics() -> Result<()> {
     );
 
     // A command to B never reaches A.
-    portal
-        .api_ok(
-            Method::PATCH,
-            &format!("/agents/{b_id}"),
-            Some(json!({ "name": "B renamed" })),
-            StatusCode::OK,
-        )
-        .await?;
+    portal.rename(&b_id, "B renamed").await?;
     let leaked = as_a
         .next_matching(Duration::from_secs(2), |i| match i {
             Incoming::Publish(p) => Some(p.topic.clone()),
@@ -75,25 +67,11 @@ async fn an_agent_cannot_read_or_write_another_agents_topics() -> Result<()> {
     as_a.publish(&mqtt::report_topic(&a_id)?, mqtt::report(0, 0, "genuine"))
         .await?;
     wait_for("A's own report", Duration::from_secs(10), || async {
-        let d = portal
-            .api_ok(
-                Method::GET,
-                &format!("/agents/{a_id}/data"),
-                None,
-                StatusCode::OK,
-            )
-            .await?;
+        let d = portal.reports(&a_id).await?;
         Ok(has_report(&d, "genuine").then_some(()))
     })
     .await?;
-    let b_data = portal
-        .api_ok(
-            Method::GET,
-            &format!("/agents/{b_id}/data"),
-            None,
-            StatusCode::OK,
-        )
-        .await?;
+    let b_data = portal.reports(&b_id).await?;
     assert!(
         !has_report(&b_data, "spoofed"),
         "A wrote into B's data: {b_data}"

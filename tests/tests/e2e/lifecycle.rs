@@ -56,14 +56,7 @@ async fn rename_reaches_the_agent_and_both_sides_show_it() -> Result<()> {
     let portal = Portal::start().await?;
     let (agent, id) = running_agent(&portal).await?;
 
-    let renamed = portal
-        .api_ok(
-            Method::PATCH,
-            &format!("/agents/{id}"),
-            Some(json!({ "name": "Dental clinic" })),
-            StatusCode::OK,
-        )
-        .await?;
+    let renamed = portal.rename(&id, "Dental clinic").await?;
     assert_eq!(renamed["name"], "Dental clinic");
     assert_eq!(portal.agent(&id).await?["name"], "Dental clinic");
     wait_agent_name(&agent, "Dental clinic")
@@ -92,14 +85,7 @@ async fn rename_reaches_the_agent_and_both_sides_show_it() -> Result<()> {
         .await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let history = portal
-        .api_ok(
-            Method::GET,
-            &format!("/agents/{id}/history"),
-            None,
-            StatusCode::OK,
-        )
-        .await?;
+    let history = portal.history(&id).await?;
     let rename = history["entries"]
         .as_array()
         .and_then(|e| e.iter().find(|e| e["action"] == "renamed"))
@@ -112,14 +98,7 @@ async fn rename_reaches_the_agent_and_both_sides_show_it() -> Result<()> {
 async fn a_command_id_runs_once_even_when_redelivered_and_after_a_restart() -> Result<()> {
     let portal = Portal::start().await?;
     let (mut agent, id) = running_agent(&portal).await?;
-    portal
-        .api_ok(
-            Method::PATCH,
-            &format!("/agents/{id}"),
-            Some(json!({ "name": "First" })),
-            StatusCode::OK,
-        )
-        .await?;
+    portal.rename(&id, "First").await?;
     wait_agent_name(&agent, "First").await?;
 
     // Speak as the portal: the broker lets its admin publish commands.
@@ -228,17 +207,9 @@ async fn a_command_id_runs_once_even_when_redelivered_and_after_a_restart() -> R
 async fn cleanup_wipes_data_on_both_sides_keeps_name_and_drops_stale_reports() -> Result<()> {
     let portal = Portal::start().await?;
     let (mut agent, id) = running_agent(&portal).await?;
-    portal
-        .api_ok(
-            Method::PATCH,
-            &format!("/agents/{id}"),
-            Some(json!({ "name": "Kept name" })),
-            StatusCode::OK,
-        )
-        .await?;
+    portal.rename(&id, "Kept name").await?;
     wait_agent_name(&agent, "Kept name").await?;
 
-    let data_path = format!("/agents/{id}/data");
     let has_report = |data: &Value, kind: &str| {
         data["reports"]
             .as_array()
@@ -248,9 +219,7 @@ async fn cleanup_wipes_data_on_both_sides_keeps_name_and_drops_stale_reports() -
         "the hello's interfaces report",
         Duration::from_secs(10),
         || async {
-            let d = portal
-                .api_ok(Method::GET, &data_path, None, StatusCode::OK)
-                .await?;
+            let d = portal.reports(&id).await?;
             Ok(has_report(&d, "interfaces").then_some(()))
         },
     )
@@ -299,9 +268,7 @@ async fn cleanup_wipes_data_on_both_sides_keeps_name_and_drops_stale_reports() -
         "the current-epoch report",
         Duration::from_secs(10),
         || async {
-            let d = portal
-                .api_ok(Method::GET, &data_path, None, StatusCode::OK)
-                .await?;
+            let d = portal.reports(&id).await?;
             Ok(has_report(&d, "current").then_some(d))
         },
     )
@@ -338,9 +305,7 @@ async fn cleanup_wipes_data_on_both_sides_keeps_name_and_drops_stale_reports() -
         )
         .await?;
     assert_eq!(pending["status"], "pending");
-    let d = portal
-        .api_ok(Method::GET, &data_path, None, StatusCode::OK)
-        .await?;
+    let d = portal.reports(&id).await?;
     assert!(d["reports"].as_array().is_some_and(|r| r.is_empty()), "{d}");
     agent.start()?;
     let done = command_done(&portal, &id, cid)
@@ -349,14 +314,7 @@ async fn cleanup_wipes_data_on_both_sides_keeps_name_and_drops_stale_reports() -
     assert_eq!(done["status"], "done");
     assert_eq!(agent.status()?["name"], "Kept name");
 
-    let history = portal
-        .api_ok(
-            Method::GET,
-            &format!("/agents/{id}/history"),
-            None,
-            StatusCode::OK,
-        )
-        .await?;
+    let history = portal.history(&id).await?;
     let cleanups = history["entries"]
         .as_array()
         .map_or(0, |e| e.iter().filter(|e| e["action"] == "cleanup").count());

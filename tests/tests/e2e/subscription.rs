@@ -94,14 +94,7 @@ async fn monthly_deactivation_waits_for_the_month_end_then_disables_until_reacti
         false,
         "a deactivated agent got back in"
     );
-    let data = portal
-        .api_ok(
-            Method::GET,
-            &format!("/agents/{id}/data"),
-            None,
-            StatusCode::OK,
-        )
-        .await?;
+    let data = portal.reports(&id).await?;
     assert!(
         data["reports"].as_array().is_some_and(|r| !r.is_empty()),
         "deactivation must keep data: {data}"
@@ -122,14 +115,7 @@ async fn monthly_deactivation_waits_for_the_month_end_then_disables_until_reacti
         .await?;
     wait_agent_state(&agent, "active").await?;
 
-    let history = portal
-        .api_ok(
-            Method::GET,
-            &format!("/agents/{id}/history"),
-            None,
-            StatusCode::OK,
-        )
-        .await?;
+    let history = portal.history(&id).await?;
     let acts = actions(&history);
     for expected in [
         "activated",
@@ -240,14 +226,7 @@ async fn prepaid_expiry_disables_and_extension_restores_within_five_years() -> R
         .await?;
     wait_agent_state(&agent, "active").await?;
 
-    let history = portal
-        .api_ok(
-            Method::GET,
-            &format!("/agents/{id}/history"),
-            None,
-            StatusCode::OK,
-        )
-        .await?;
+    let history = portal.history(&id).await?;
     let acts = actions(&history);
     for expected in ["activated", "expired", "extended"] {
         assert!(
