@@ -10,16 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use outpost_cloud_link::backoff::Backoff;
 use outpost_cloud_link::protocol::{CommandEnvelope, Envelope};
 use outpost_cloud_link::session::SessionConfig;
 use outpost_cloud_link::{topics, AgentId};
-use rumqttc::{
-    AsyncClient, ClientError, Event, EventLoop, Packet, Publish, QoS, SubscribeReasonCode,
-};
+use rumqttc::{AsyncClient, ClientError, Publish, QoS};
 use tokio::sync::{mpsc, watch};
 
-use crate::broker::session_task::{self, SessionTask};
+use crate::broker::session_task::{self, Refusal, Session, SessionTask};
 
 /// The MQTT client id of the portal's link session.
 pub const CLIENT_ID: &str = "outpost-portal-link";
@@ -113,14 +110,13 @@ impl Link {
         let task = {
             let client = client.clone();
             let connected = connected.clone();
-            SessionTask::spawn(move |stop| {
-                let signals = Signals {
-                    connected,
-                    status: status_tx,
-                    subscribed: subscribed_tx,
-                };
-                run(client, eventloop, incoming, signals, stop)
-            })
+            let session = LinkSession {
+                incoming,
+                connected,
+                status: status_tx,
+                subscribed: subscribed_tx,
+            };
+            SessionTask::spawn(move |stop| session_task::drive(client, eventloop, session, stop))
         };
         let link = Link {
             client,
@@ -194,115 +190,61 @@ async fn ack(client: &AsyncClient, publish: &Publish) {
     }
 }
 
-/// What the session task tells the rest of the portal about its state.
-struct Signals {
+/// The link's turn in the shared session loop: agent messages go to the channel, and the rest of the
+/// portal learns whether the session is up.
+struct LinkSession {
+    incoming: mpsc::Sender<Incoming>,
     connected: Arc<AtomicBool>,
     status: watch::Sender<Status>,
     /// Bumped after every successful subscription.
     subscribed: watch::Sender<u64>,
 }
 
-async fn run(
-    client: AsyncClient,
-    mut eventloop: EventLoop,
-    incoming: mpsc::Sender<Incoming>,
-    signals: Signals,
-    mut stop: watch::Receiver<bool>,
-) {
-    let Signals {
-        connected,
-        status,
-        subscribed,
-    } = signals;
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-    let mut is_connected = false;
-    let mut awaiting_suback = false;
-    let mut outage_logged = false;
-    loop {
-        let event = tokio::select! {
-            e = eventloop.poll() => e,
-            _ = session_task::stopped(&mut stop) => break,
+impl Session for LinkSession {
+    const NAME: &'static str = "link";
+    const FILTER: &'static str = topics::ALL_UP;
+
+    fn subscribed(&mut self) {
+        self.connected.store(true, Ordering::Relaxed);
+        self.status.send_replace(Status::Up);
+        self.subscribed.send_modify(|n| *n += 1);
+    }
+
+    fn refused(&mut self, why: Refusal) {
+        let why = match why {
+            Refusal::Connection(code) => format!("{code:?}"),
+            Refusal::Subscription => format!("not allowed to subscribe to {}", topics::ALL_UP),
         };
-        match event {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                is_connected = true;
-                backoff.reset();
-                if outage_logged {
-                    tracing::info!(
-                        session_present = ack.session_present,
-                        "link session to the broker is back"
-                    );
-                    outage_logged = false;
-                }
-                awaiting_suback = true;
-                if let Err(e) = client.try_subscribe(topics::ALL_UP, QoS::AtLeastOnce) {
-                    tracing::error!(error = %e, "cannot subscribe to the agents' messages");
-                }
-            }
-            Ok(Event::Incoming(Packet::SubAck(ack))) if awaiting_suback => {
-                awaiting_suback = false;
-                if ack
-                    .return_codes
-                    .iter()
-                    .all(|c| matches!(c, SubscribeReasonCode::Success(_)))
-                {
-                    connected.store(true, Ordering::Relaxed);
-                    status.send_replace(Status::Up);
-                    subscribed.send_modify(|n| *n += 1);
-                } else {
-                    tracing::error!(
-                        "the broker does not let the portal subscribe to {}; check the outpost-portal role in \
-                         dynamic-security.json",
-                        topics::ALL_UP
-                    );
-                    status.send_replace(Status::Refused(format!(
-                        "not allowed to subscribe to {}",
-                        topics::ALL_UP
-                    )));
-                }
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                match decode(&p.topic, &p.payload) {
-                    Ok(msg) => {
-                        let send = incoming.send(msg);
-                        tokio::select! {
-                            r = send => if r.is_err() {
-                                tracing::debug!(topic = %p.topic, "nobody takes agent messages any more; dropped");
-                            },
-                            _ = session_task::stopped(&mut stop) => break,
-                        }
-                    }
-                    Err(why) => {
-                        let agent = topics::parse_up(&p.topic).map(|(a, _)| a.to_string());
-                        tracing::warn!(agent = agent.as_deref().unwrap_or("?"), topic = %p.topic, error = %why, "dropped a malformed or unknown agent message");
-                    }
-                }
-                ack(&client, &p).await;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                is_connected = false;
-                awaiting_suback = false;
-                connected.store(false, Ordering::Relaxed);
-                if let rumqttc::ConnectionError::ConnectionRefused(code) = &e {
-                    status.send_replace(Status::Refused(format!("{code:?}")));
-                }
-                if !outage_logged {
-                    tracing::warn!(error = %e, "link session to the broker lost; reconnecting");
-                    outage_logged = true;
-                } else {
-                    tracing::debug!(error = %e, "link session still down");
-                }
-                let delay = backoff.next_delay();
+        self.status.send_replace(Status::Refused(why));
+    }
+
+    async fn message(
+        &mut self,
+        client: &AsyncClient,
+        p: Publish,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        match decode(&p.topic, &p.payload) {
+            Ok(msg) => {
                 tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = session_task::stopped(&mut stop) => break,
+                    r = self.incoming.send(msg) => if r.is_err() {
+                        tracing::debug!(topic = %p.topic, "nobody takes agent messages any more; dropped");
+                    },
+                    _ = session_task::stopped(stop) => return false,
                 }
+            }
+            Err(why) => {
+                let agent = topics::parse_up(&p.topic).map(|(a, _)| a.to_string());
+                tracing::warn!(agent = agent.as_deref().unwrap_or("?"), topic = %p.topic, error = %why, "dropped a malformed or unknown agent message");
             }
         }
+        ack(client, &p).await;
+        true
     }
-    connected.store(false, Ordering::Relaxed);
-    session_task::disconnect(&client, &mut eventloop, is_connected).await;
+
+    fn lost(&mut self) {
+        self.connected.store(false, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]

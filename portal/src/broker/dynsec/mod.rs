@@ -26,15 +26,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use outpost_cloud_link::backoff::Backoff;
 use outpost_cloud_link::session::SessionConfig;
 use outpost_cloud_link::AgentId;
-use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Packet, QoS, SubscribeReasonCode};
+use rumqttc::{AsyncClient, Publish, QoS};
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use super::session_task::{self, SessionTask};
+use super::session_task::{self, Refusal, Session, SessionTask};
 use super::{BrokerAdmin, BrokerError};
 
 struct Pending {
@@ -125,7 +124,11 @@ impl DynsecAdmin {
         let task = {
             let client = client.clone();
             let shared = shared.clone();
-            SessionTask::spawn(move |stop| run(client, eventloop, shared, stop, refused_tx))
+            let session = AdminSession {
+                shared,
+                refused: refused_tx,
+            };
+            SessionTask::spawn(move |stop| session_task::drive(client, eventloop, session, stop))
         };
         let admin = DynsecAdmin {
             client,
@@ -400,86 +403,55 @@ impl BrokerAdmin for DynsecAdmin {
     }
 }
 
-/// Drives the admin session: subscribes to the responses on every connect, routes answers, reconnects.
-async fn run(
-    client: AsyncClient,
-    mut eventloop: EventLoop,
+/// The admin session's turn in the shared session loop: routes the plugin's answers to the waiting calls.
+struct AdminSession {
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
     refused: watch::Sender<Option<String>>,
-) {
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-    let mut connected = false;
-    let mut awaiting_suback = false;
-    let mut outage_logged = false;
-    loop {
-        let event = tokio::select! {
-            e = eventloop.poll() => e,
-            _ = session_task::stopped(&mut stop) => break,
-        };
-        match event {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                connected = true;
-                backoff.reset();
-                if outage_logged {
-                    tracing::info!("admin session to the broker is back");
-                    outage_logged = false;
-                }
-                awaiting_suback = true;
-                if let Err(e) = client.try_subscribe(RESPONSE_TOPIC, QoS::AtLeastOnce) {
-                    tracing::error!(error = %e, "cannot subscribe to the dynamic-security responses");
-                }
-            }
-            Ok(Event::Incoming(Packet::SubAck(ack))) if awaiting_suback => {
-                awaiting_suback = false;
-                if ack
-                    .return_codes
-                    .iter()
-                    .all(|c| matches!(c, SubscribeReasonCode::Success(_)))
-                {
-                    shared.ready.send_replace(true);
-                } else {
-                    tracing::error!(
-                        "the broker does not let the portal read dynamic-security responses; check the \
-                         outpost-portal role in dynamic-security.json"
-                    );
-                    let _ = refused.send(Some(
-                        "not allowed to subscribe to the dynamic-security responses".into(),
-                    ));
-                }
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                if p.topic == RESPONSE_TOPIC {
-                    shared.dispatch(&p.payload);
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                connected = false;
-                awaiting_suback = false;
-                shared.lost();
-                if let ConnectionError::ConnectionRefused(code) = &e {
-                    let _ = refused.send(Some(format!(
-                        "{code:?} (the credentials in the broker directory do not match)"
-                    )));
-                }
-                if !outage_logged {
-                    tracing::warn!(error = %e, "admin session to the broker lost; reconnecting");
-                    outage_logged = true;
-                } else {
-                    tracing::debug!(error = %e, "admin session still down");
-                }
-                let delay = backoff.next_delay();
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = session_task::stopped(&mut stop) => break,
-                }
-            }
-        }
+}
+
+impl Session for AdminSession {
+    const NAME: &'static str = "admin";
+    const FILTER: &'static str = RESPONSE_TOPIC;
+
+    fn subscribed(&mut self) {
+        self.shared.ready.send_replace(true);
     }
-    shared.lost();
-    shared.closed.send_replace(true);
-    session_task::disconnect(&client, &mut eventloop, connected).await;
+
+    fn refused(&mut self, why: Refusal) {
+        let why = match why {
+            Refusal::Connection(code) => {
+                format!("{code:?} (the credentials in the broker directory do not match)")
+            }
+            Refusal::Subscription => {
+                "not allowed to subscribe to the dynamic-security responses".to_owned()
+            }
+        };
+        let _ = self.refused.send(Some(why));
+    }
+
+    async fn message(
+        &mut self,
+        _client: &AsyncClient,
+        p: Publish,
+        _stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        if p.topic == RESPONSE_TOPIC {
+            self.shared.dispatch(&p.payload);
+        }
+        true
+    }
+
+    fn lost(&mut self) {
+        self.shared.lost();
+    }
+}
+
+impl Drop for AdminSession {
+    /// The session task has ended: calls still waiting will get no answer.
+    fn drop(&mut self) {
+        self.shared.lost();
+        self.shared.closed.send_replace(true);
+    }
 }
 
 #[cfg(test)]
