@@ -5,6 +5,8 @@
 //! The binaries are built on first use with the same cargo that runs the tests, so `cargo test` alone is
 //! enough.
 
+pub mod lab;
+
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
