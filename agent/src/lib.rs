@@ -14,6 +14,7 @@
 //! - [`runtime_status`]: `runtime.json` written by the daemon and the `status` report.
 //! - [`notify`]: systemd readiness, status and watchdog.
 //! - [`logging`]: tracing to stderr, text or JSON.
+//! - [`discovery`]: LAN discovery: the ARP sweep (pure schedule + `AF_PACKET` link) and MAC vendors (IEEE OUI).
 //!
 //! LAN discovery, blocking and power control plug in later as further modules fed by `Config::interfaces`,
 //! storing into the store's `data` tree (wiped by a cleanup) and reporting through `AgentMessage::Report`.
@@ -21,6 +22,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod discovery;
 pub mod executor;
 pub mod hostinfo;
 pub mod identity;

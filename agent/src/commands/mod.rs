@@ -3,6 +3,7 @@
 
 pub mod activate;
 pub mod run;
+pub mod scan;
 pub mod status;
 
 use std::path::PathBuf;
@@ -54,6 +55,8 @@ pub enum Command {
     Run(run::Args),
     /// Show the agent's state.
     Status(status::Args),
+    /// Sweep a LAN with ARP once and print the hosts found (standalone: no activation, no state directory).
+    Scan(scan::Args),
     /// Print the documented default configuration.
     PrintConfig,
 }
@@ -82,6 +85,7 @@ pub fn main() -> ExitCode {
             Command::Activate(args) => activate::activate(&state, args).await,
             Command::Run(args) => run::run(&state, args).await,
             Command::Status(args) => status::status(&state, args),
+            Command::Scan(args) => scan::scan(args),
             Command::PrintConfig => Ok(Exit::Ok),
         }
     });
