@@ -4,7 +4,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::app::App;
-use crate::store::agents::AgentRow;
+use crate::store::agents::{AgentRow, LinkStats};
 use crate::store::commands::CommandRow;
 use crate::store::history::Entry;
 use crate::store::reports::ReportRow;
@@ -26,16 +26,6 @@ pub struct SubscriptionView {
 }
 
 #[derive(Debug, Serialize)]
-pub struct LinkView {
-    pub last_seq: u64,
-    pub received: u64,
-    pub duplicates: u64,
-    pub gaps: u64,
-    pub outbox_depth: u64,
-    pub outbox_dropped: u64,
-}
-
-#[derive(Debug, Serialize)]
 pub struct AgentView {
     pub id: String,
     pub name: String,
@@ -52,7 +42,7 @@ pub struct AgentView {
     pub online: bool,
     pub last_seen: Option<String>,
     pub data_epoch: u64,
-    pub link: LinkView,
+    pub link: LinkStats,
 }
 
 impl AgentView {
@@ -78,14 +68,7 @@ impl AgentView {
             online: app.is_online(a),
             last_seen: opt_time(a.last_seen),
             data_epoch: a.data_epoch,
-            link: LinkView {
-                last_seq: a.link.last_seq,
-                received: a.link.received,
-                duplicates: a.link.duplicates,
-                gaps: a.link.gaps,
-                outbox_depth: a.link.outbox_depth,
-                outbox_dropped: a.link.outbox_dropped,
-            },
+            link: a.link,
         }
     }
 }

@@ -8,8 +8,8 @@ use sqlx::Row;
 use super::{from_ms, opt_from_ms, parse_column, to_i64, to_ms, to_u64, Conn, StoreError};
 use crate::lifecycle::{Plan, Status, Subscription};
 
-/// The link counters of one agent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The link counters of one agent, stored and shown as they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct LinkStats {
     pub last_seq: u64,
     pub received: u64,
