@@ -1,141 +1,38 @@
-//! `outpost-agent scan` for real: a small LAN of network namespaces (an agent, a bridge and four hosts,
-//! joined by veth pairs), swept over a real `AF_PACKET` socket. Needs root (CAP_SYS_ADMIN, CAP_NET_RAW):
+//! `outpost-agent scan` for real: a small LAN of network namespaces (the project's lab: an agent, a bridge
+//! and four hosts), swept over a real `AF_PACKET` socket. Needs root (CAP_SYS_ADMIN, CAP_NET_RAW):
 //! it fails, not skips, when it cannot build the lab. Traffic stays inside the namespaces it creates.
 
 use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 use std::process::{Command, Output};
 use std::time::Instant;
 
-const AGENT_IP: &str = "10.77.0.1";
+use outpost_tests::lab::{Lab, LabSpec, SegmentSpec};
+
+const AGENT_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 
 fn agent_bin() -> &'static str {
     env!("CARGO_BIN_EXE_outpost-agent")
 }
 
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
+/// The project's namespace lab (`outpost_tests::lab`): an agent namespace with `lan0` on 10.77.0.0/24 and
+/// one namespace per host, each with the given MAC at 10.77.0.11, .12, ...
+fn build_lab(macs: &[&str]) -> anyhow::Result<Lab> {
+    let mut segment = SegmentSpec::new("lan0", "10.77.0.0/24").agent_ip(AGENT_IP);
+    for (i, mac) in macs.iter().enumerate() {
+        segment = segment.host_with_mac(Ipv4Addr::new(10, 77, 0, 11 + i as u8), mac);
+    }
+    Lab::build(LabSpec::new().segment(segment))
+}
+
+/// Runs `outpost-agent scan ARGS` in the lab's agent namespace.
+fn scan(lab: &Lab, args: &[&str]) -> Output {
+    let mut argv = vec![agent_bin(), "scan"];
+    argv.extend_from_slice(args);
+    lab.exec(&argv)
+        .env("OUTPOST_LOG", "info")
         .output()
-        .map_err(|e| format!("run `ip {}`: {e}", args.join(" ")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// Namespaces named `oscan<pid>-<role>`, deleted on drop.
-struct Lab {
-    prefix: String,
-    namespaces: Vec<String>,
-    /// (ip, mac) of each host.
-    hosts: Vec<(String, String)>,
-}
-
-impl Lab {
-    fn ns(&self, role: &str) -> String {
-        format!("{}-{role}", self.prefix)
-    }
-
-    /// Removes namespaces left by test processes that died without cleaning up.
-    fn remove_stale() {
-        let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-            return;
-        };
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let name = line.split_whitespace().next().unwrap_or("");
-            let Some(rest) = name.strip_prefix("oscan") else {
-                continue;
-            };
-            let pid = rest.split('-').next().unwrap_or("");
-            if pid.parse::<u32>().is_ok() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-            {
-                drop(ip(&["netns", "del", name]));
-            }
-        }
-    }
-
-    fn add_ns(&mut self, role: &str) -> Result<String, String> {
-        let ns = self.ns(role);
-        ip(&["netns", "add", &ns])?;
-        self.namespaces.push(ns.clone());
-        ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-        Ok(ns)
-    }
-
-    /// Agent `lan0` (10.77.0.1/24) ── bridge `br0` ── hosts `eth0` with the given MACs (10.77.0.11...).
-    fn build(host_macs: &[&str]) -> Result<Lab, String> {
-        Self::remove_stale();
-        let mut lab = Lab {
-            prefix: format!("oscan{}", std::process::id()),
-            namespaces: Vec::new(),
-            hosts: Vec::new(),
-        };
-        let switch = lab.add_ns("sw")?;
-        let agent = lab.add_ns("a")?;
-        ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"])?;
-        ip(&["-n", &switch, "link", "set", "br0", "up"])?;
-        ip(&[
-            "-n", &agent, "link", "add", "lan0", "type", "veth", "peer", "name", "pa", "netns",
-            &switch,
-        ])?;
-        ip(&["-n", &switch, "link", "set", "pa", "master", "br0", "up"])?;
-        ip(&[
-            "-n",
-            &agent,
-            "addr",
-            "add",
-            &format!("{AGENT_IP}/24"),
-            "dev",
-            "lan0",
-        ])?;
-        ip(&["-n", &agent, "link", "set", "lan0", "up"])?;
-        for (i, mac) in host_macs.iter().enumerate() {
-            let host = lab.add_ns(&format!("h{i}"))?;
-            let port = format!("p{i}");
-            let addr = format!("10.77.0.{}", 11 + i);
-            ip(&[
-                "-n", &host, "link", "add", "eth0", "address", mac, "type", "veth", "peer", "name",
-                &port, "netns", &switch,
-            ])?;
-            ip(&["-n", &switch, "link", "set", &port, "master", "br0", "up"])?;
-            ip(&[
-                "-n",
-                &host,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                "eth0",
-            ])?;
-            ip(&["-n", &host, "link", "set", "eth0", "up"])?;
-            lab.hosts.push((addr, mac.to_string()));
-        }
-        Ok(lab)
-    }
-
-    fn scan(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.ns("a"), agent_bin(), "scan"])
-            .args(args)
-            .env("OUTPOST_LOG", "info")
-            .output()
-            .expect("run outpost-agent scan in the agent namespace")
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in self.namespaces.iter().rev() {
-            if let Err(e) = ip(&["netns", "del", ns]) {
-                eprintln!("lab teardown: {e}");
-            }
-        }
-    }
+        .expect("run outpost-agent scan in the agent namespace")
 }
 
 #[test]
@@ -147,12 +44,12 @@ fn scan_finds_every_host_of_a_namespace_lan_and_nothing_else() {
         "02:00:00:00:00:13",
         "0a:11:22:33:44:14",
     ];
-    let lab = Lab::build(&macs).unwrap_or_else(|e| {
+    let lab = build_lab(&macs).unwrap_or_else(|e| {
         panic!("cannot build the namespace lab (this test needs root and iproute2): {e}")
     });
 
     let started = Instant::now();
-    let out = lab.scan(&["--interface", "lan0", "--json"]);
+    let out = scan(&lab, &["--interface", "lan0", "--json"]);
     let took = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "scan failed: {stderr}");
@@ -175,7 +72,10 @@ fn scan_finds_every_host_of_a_namespace_lan_and_nothing_else() {
             )
         })
         .collect();
-    let expected: BTreeSet<(String, String)> = lab.hosts.iter().cloned().collect();
+    let expected: BTreeSet<(String, String)> = lab
+        .hosts()
+        .map(|h| (h.ip.to_string(), h.mac.clone()))
+        .collect();
     assert_eq!(found, expected, "every host, nothing phantom");
     // Sorted by IP, every field present.
     let ips: Vec<&str> = hosts.iter().map(|h| h["ip"].as_str().unwrap()).collect();
@@ -196,7 +96,7 @@ fn scan_finds_every_host_of_a_namespace_lan_and_nothing_else() {
     }
 
     // The human table: a line per host and the summary.
-    let out = lab.scan(&["--interface", "lan0", "--no-mdns"]);
+    let out = scan(&lab, &["--interface", "lan0", "--no-mdns"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
