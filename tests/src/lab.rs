@@ -547,20 +547,28 @@ impl Lab {
             })
             .map(|s| s.iface.clone())
             .ok_or_else(|| anyhow!("{ip} is in no segment of the lab"))?;
-        // Forget what the agent knew (ignore "no such entry").
-        let _ = self
-            .exec(&["ip", "neigh", "del", &ip.to_string(), "dev", &iface])
-            .output();
-        run(&mut self.exec(&["bash", "-c", &format!("echo probe > /dev/udp/{ip}/9")]))?;
         let deadline = Instant::now() + timeout;
+        // The kernel gives up on an address after a few requests; a loaded machine (CI, two cores, other labs
+        // being built) can delay a host that just came up past them. So forget and ask again every 750 ms.
         loop {
-            if let Some(mac) = self.agent_neigh_mac(ip)? {
-                return Ok(Some(mac));
+            // Forget what the agent knew (ignore "no such entry").
+            let _ = self
+                .exec(&["ip", "neigh", "del", &ip.to_string(), "dev", &iface])
+                .output();
+            run(&mut self.exec(&["bash", "-c", &format!("echo probe > /dev/udp/{ip}/9")]))?;
+            let round_end = (Instant::now() + Duration::from_millis(750)).min(deadline);
+            loop {
+                if let Some(mac) = self.agent_neigh_mac(ip)? {
+                    return Ok(Some(mac));
+                }
+                if Instant::now() >= deadline {
+                    return Ok(None);
+                }
+                if Instant::now() >= round_end {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

@@ -87,7 +87,7 @@ fn two_segments_answer_arp_and_a_host_that_leaves_does_not() {
     // the agent's kernel resolve the address, and `ip -j neigh` shows the answer).
     for seg in &segs {
         for host in [&seg.hosts[0], &seg.hosts[19]] {
-            let mac = lab.probe(host.ip, Duration::from_secs(3)).unwrap();
+            let mac = lab.probe(host.ip, Duration::from_secs(6)).unwrap();
             assert_eq!(mac.as_deref(), Some(host.mac.as_str()), "{host:?}");
         }
     }
@@ -110,7 +110,7 @@ fn two_segments_answer_arp_and_a_host_that_leaves_does_not() {
     );
     lab.set_host_link(&host.ns, true).unwrap();
     assert_eq!(
-        lab.probe(host.ip, Duration::from_secs(3))
+        lab.probe(host.ip, Duration::from_secs(6))
             .unwrap()
             .as_deref(),
         Some(host.mac.as_str())
@@ -121,7 +121,7 @@ fn two_segments_answer_arp_and_a_host_that_leaves_does_not() {
     lab.change_host_ip(&host.ns, new_ip).unwrap();
     assert_eq!(lab.segments()[0].hosts[1].ip, new_ip);
     assert_eq!(
-        lab.probe(new_ip, Duration::from_secs(3))
+        lab.probe(new_ip, Duration::from_secs(6))
             .unwrap()
             .as_deref(),
         Some(host.mac.as_str())
