@@ -1,7 +1,13 @@
 //! Agent messages into the store: sequence bookkeeping (duplicates dropped, gaps counted), then one
 //! handler per message kind. Messages of unknown or deleted agents are ignored; reports and hello data from
 //! an older data epoch than the agent's row are dropped.
+//!
+//! Inventory reports (`devices.snapshot`, `devices.delta`) go to the devices store, not to the generic
+//! latest-report-per-kind table: each is applied in one transaction that first re-checks the data epoch.
+//! A body that does not fit its kind is logged and dropped; a device or event with a bad MAC or VLAN is
+//! skipped (logged) and the rest of the report applied.
 
+use outpost_cloud_link::inventory::{normalize_mac, Device, DeviceEvent, InventoryReport};
 use outpost_cloud_link::protocol::{AgentMessage, Envelope, Hello};
 use outpost_cloud_link::AgentId;
 use tokio::sync::mpsc;
@@ -9,7 +15,8 @@ use tracing::{debug, info, warn};
 
 use crate::app::{App, OpError};
 use crate::store::agents::{self, AgentRow, HelloFacts};
-use crate::store::{commands, reports};
+use crate::store::devices::{self, PartOutcome};
+use crate::store::{commands, reports, StoreError};
 
 /// What happened to one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +29,8 @@ pub enum Disposition {
     UnknownAgent,
     /// A report or hello data from an older data epoch: counted, not stored.
     StaleEpoch,
+    /// A report whose body does not fit its kind: logged, not stored.
+    Malformed,
 }
 
 /// Consumes the link's incoming messages until the channel closes.
@@ -84,11 +93,134 @@ pub async fn handle(app: &App, agent: &AgentId, env: Envelope) -> Result<Disposi
                     "report from another data epoch dropped");
                 return Ok(Disposition::StaleEpoch);
             }
-            let mut conn = app.store().conn().await?;
-            reports::upsert(&mut conn, agent, &report.kind, env.epoch, &report.body, now).await?;
-            Ok(Disposition::Applied)
+            match InventoryReport::from_report(&report) {
+                Ok(Some(inventory)) => {
+                    on_inventory(app, agent, env.seq, env.epoch, inventory).await
+                }
+                Ok(None) => {
+                    let mut conn = app.store().conn().await?;
+                    reports::upsert(&mut conn, agent, &report.kind, env.epoch, &report.body, now)
+                        .await?;
+                    Ok(Disposition::Applied)
+                }
+                Err(e) => {
+                    warn!(agent = %agent, seq = env.seq, kind = %report.kind, error = %e,
+                        "malformed inventory report dropped");
+                    Ok(Disposition::Malformed)
+                }
+            }
         }
     }
+}
+
+/// Applies a snapshot part or a delta in one transaction.
+async fn on_inventory(
+    app: &App,
+    agent: &AgentId,
+    seq: u64,
+    epoch: u64,
+    report: InventoryReport,
+) -> Result<Disposition, OpError> {
+    let now = app.now();
+    if let InventoryReport::Snapshot(p) = &report {
+        if p.part >= p.parts {
+            warn!(agent = %agent, seq, snapshot = p.snapshot, part = p.part, parts = p.parts,
+                "snapshot part numbered outside 0..parts dropped");
+            return Ok(Disposition::Malformed);
+        }
+    }
+    let mut tx = app.store().begin().await?;
+    // The caller checked the epoch before; a cleanup may have committed since.
+    if !agents::hold_epoch(&mut tx, agent, epoch).await? {
+        debug!(agent = %agent, seq, epoch, "inventory report of a data epoch a cleanup just ended dropped");
+        return Ok(Disposition::StaleEpoch);
+    }
+    match report {
+        InventoryReport::Snapshot(p) => {
+            let list = checked_devices(agent, seq, p.devices);
+            let outcome =
+                devices::apply_part(&mut tx, agent, p.snapshot, p.part, p.parts, &list, now)
+                    .await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            match outcome {
+                PartOutcome::Collecting {
+                    received,
+                    parts,
+                    superseded,
+                } => {
+                    debug!(agent = %agent, seq, snapshot = p.snapshot, part = p.part, received, parts,
+                    superseded, devices = list.len(), "snapshot part stored; parts still missing")
+                }
+                PartOutcome::Complete {
+                    removed,
+                    superseded,
+                } => info!(agent = %agent, seq, snapshot = p.snapshot, parts = p.parts, removed,
+                    superseded, "device snapshot complete; devices it does not contain removed"),
+            }
+        }
+        InventoryReport::Delta(d) => {
+            // Devices changed after a snapshot started survive its completion.
+            let collecting = devices::collecting(&mut tx, agent).await?;
+            let list = checked_devices(agent, seq, d.devices);
+            for device in &list {
+                devices::upsert(&mut tx, agent, device, collecting, now).await?;
+            }
+            let events = checked_events(agent, seq, d.events);
+            for event in &events {
+                devices::insert_event(&mut tx, agent, event, now).await?;
+            }
+            tx.commit().await.map_err(StoreError::from)?;
+            debug!(agent = %agent, seq, devices = list.len(), events = events.len(), "device delta applied");
+        }
+    }
+    Ok(Disposition::Applied)
+}
+
+/// The MAC in lower-case colon form and the VLAN as stored: `None` for no VLAN (also for a tag of 0, which
+/// is a priority tag, not a VLAN); ids above 4094 are refused.
+fn check_key(mac: &str, vlan: Option<u16>) -> Result<(String, Option<u16>), String> {
+    let Some(normalized) = normalize_mac(mac) else {
+        return Err(format!("MAC {mac:?} is not six hex octets"));
+    };
+    match vlan {
+        Some(0) | None => Ok((normalized, None)),
+        Some(v) if v <= 4094 => Ok((normalized, Some(v))),
+        Some(v) => Err(format!("VLAN {v} is outside 1..=4094")),
+    }
+}
+
+/// The devices whose key is valid, normalized; the others are logged and skipped.
+fn checked_devices(agent: &AgentId, seq: u64, list: Vec<Device>) -> Vec<Device> {
+    list.into_iter()
+        .filter_map(|mut d| match check_key(&d.mac, d.vlan) {
+            Ok((mac, vlan)) => {
+                d.mac = mac;
+                d.vlan = vlan;
+                Some(d)
+            }
+            Err(problem) => {
+                warn!(agent = %agent, seq, problem = %problem, "device with a bad key skipped");
+                None
+            }
+        })
+        .collect()
+}
+
+/// The events whose key is valid, normalized; the others are logged and skipped.
+fn checked_events(agent: &AgentId, seq: u64, list: Vec<DeviceEvent>) -> Vec<DeviceEvent> {
+    list.into_iter()
+        .filter_map(|mut e| match check_key(&e.mac, e.vlan) {
+            Ok((mac, vlan)) => {
+                e.mac = mac;
+                e.vlan = vlan;
+                Some(e)
+            }
+            Err(problem) => {
+                warn!(agent = %agent, seq, problem = %problem, "device event with a bad key skipped");
+                None
+            }
+        })
+        .collect()
 }
 
 async fn on_hello(

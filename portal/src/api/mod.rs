@@ -2,7 +2,8 @@
 //! failure, bearer tokens for operators, HTTP Basic for agents, a per-address limit on activation.
 //!
 //! - [`agent_facing`]: `POST /activate`, `GET /agent/status`.
-//! - [`agents`]: operator routes on agents; [`commands`]: commands; [`account`]: history, codes, dev clock.
+//! - [`agents`]: operator routes on agents; [`commands`]: commands; [`devices`]: an agent's device inventory
+//!   and device events; [`account`]: history, codes, dev clock.
 //! - [`auth`], [`rate_limit`], [`error`], [`views`] (JSON shapes), [`openapi`] (the served document).
 
 pub mod account;
@@ -10,6 +11,7 @@ pub mod agent_facing;
 pub mod agents;
 pub mod auth;
 pub mod commands;
+pub mod devices;
 pub mod error;
 pub mod openapi;
 pub mod rate_limit;
@@ -85,6 +87,8 @@ fn build(options: ApiOptions) -> Routes {
     .add("post", "/agents/{id}/extend", post, agents::extend)
     .add("get", "/agents/{id}/history", get, agents::history)
     .add("get", "/agents/{id}/data", get, agents::data)
+    .add("get", "/agents/{id}/devices", get, devices::list)
+    .add("get", "/agents/{id}/events", get, devices::events)
     .add("post", "/agents/{id}/commands", post, commands::create)
     .add("get", "/agents/{id}/commands", get, commands::list)
     .add("get", "/agents/{id}/commands/{cid}", get, commands::get)

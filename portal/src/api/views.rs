@@ -154,3 +154,19 @@ pub struct AgentData {
     pub data_epoch: u64,
     pub reports: Vec<ReportView>,
 }
+
+/// `GET /agents/{id}/devices`: each device is the record as the agent sent it.
+#[derive(Debug, Serialize)]
+pub struct DeviceList {
+    pub devices: Vec<serde_json::Value>,
+    /// The `cursor` of the next page; `null` on the last one.
+    pub next_cursor: Option<String>,
+    pub total: u64,
+}
+
+/// `GET /agents/{id}/events`: each event is the record as the agent sent it plus the portal's `id`.
+#[derive(Debug, Serialize)]
+pub struct EventList {
+    pub events: Vec<serde_json::Value>,
+    pub next_cursor: Option<String>,
+}

@@ -10,7 +10,7 @@ use crate::lifecycle::{self, Action, BrokerEffect, Status, Transition};
 use crate::store::agents::{self, AgentRow};
 use crate::store::history::{self, Entry, Line};
 use crate::store::reports::{self, ReportRow};
-use crate::store::{commands, StoreError};
+use crate::store::{commands, devices, StoreError};
 
 impl App {
     pub async fn list_agents(
@@ -64,10 +64,14 @@ impl App {
         let now = self.now();
         let mut tx = self.store().begin().await?;
         let removed = reports::delete_all(&mut tx, id).await?;
+        let inventory = devices::delete_all(&mut tx, id).await?;
         let epoch = agents::bump_epoch(&mut tx, id).await?;
         let cmd = Command::Cleanup { epoch };
         let command_id = commands::insert(&mut tx, id, &cmd, now).await?;
-        let details = format!("data epoch {epoch}; {removed} report(s) removed");
+        let details = format!(
+            "data epoch {epoch}; {removed} report(s), {} device(s), {} device event(s) removed",
+            inventory.devices, inventory.events
+        );
         history::append(
             &mut tx,
             Line {
@@ -81,7 +85,8 @@ impl App {
         )
         .await?;
         tx.commit().await.map_err(StoreError::from)?;
-        info!(agent = %id, epoch, command_id, actor = actor.as_str(), "agent data cleaned up");
+        info!(agent = %id, epoch, command_id, actor = actor.as_str(), reports = removed,
+            devices = inventory.devices, events = inventory.events, "agent data cleaned up");
         self.send_if_online(id, command_id, &cmd).await;
         Ok((command_id, epoch))
     }
@@ -96,6 +101,7 @@ impl App {
         self.broker().delete_agent(id).await?;
         let now = self.now();
         let mut tx = self.store().begin().await?;
+        let inventory = devices::delete_all(&mut tx, id).await?;
         agents::delete_with_tombstone(&mut tx, &agent, now).await?;
         history::append(
             &mut tx,
@@ -110,7 +116,8 @@ impl App {
         )
         .await?;
         tx.commit().await.map_err(StoreError::from)?;
-        info!(agent = %id, name = %agent.name, actor = actor.as_str(), "agent deleted");
+        info!(agent = %id, name = %agent.name, actor = actor.as_str(), devices = inventory.devices,
+            events = inventory.events, "agent deleted");
         Ok(())
     }
 

@@ -4,10 +4,12 @@
 //! - [`activation`]: activation codes, activation, agent credentials and operator tokens.
 //! - [`agents`]: rename, cleanup, delete, the subscription lifecycle and the sweep.
 //! - [`commands`]: queueing and sending commands, acknowledgements and waiting for them.
+//! - [`devices`]: reading an agent's device inventory and device events.
 
 pub mod activation;
 pub mod agents;
 pub mod commands;
+pub mod devices;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -227,6 +227,19 @@ pub async fn bump_epoch(conn: &mut Conn, id: &AgentId) -> Result<u64, StoreError
     to_u64("data_epoch", epoch)
 }
 
+/// Whether the agent's data epoch is still `epoch`. A no-op write, so inside a transaction it takes the
+/// write lock first: a cleanup (which bumps the epoch) cannot commit between this check and the
+/// transaction's writes.
+pub async fn hold_epoch(conn: &mut Conn, id: &AgentId, epoch: u64) -> Result<bool, StoreError> {
+    let done =
+        sqlx::query("UPDATE agents SET data_epoch = data_epoch WHERE id = ? AND data_epoch = ?")
+            .bind(id.as_str())
+            .bind(to_i64(epoch))
+            .execute(conn)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Records a sequenced message: the new `last_seq`, one more received, and `missing` sequence numbers
 /// skipped since the previous one (messages that never arrived).
 pub async fn record_message(
@@ -300,13 +313,14 @@ pub async fn set_outbox(
     Ok(())
 }
 
-/// Removes every row that belongs to the agent (reports, commands, history, the agent) and leaves a
-/// tombstone with its secret hash.
+/// Removes every row that belongs to the agent (reports, devices and device events, commands, history,
+/// the agent) and leaves a tombstone with its secret hash.
 pub async fn delete_with_tombstone(
     conn: &mut Conn,
     agent: &AgentRow,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    super::devices::delete_all(conn, &agent.id).await?;
     let id = agent.id.as_str();
     for table in ["reports", "commands", "history"] {
         sqlx::query(&format!("DELETE FROM {table} WHERE agent_id = ?"))

@@ -4,6 +4,7 @@
 //! - [`agents`]: agent rows (identity, subscription, link counters) and tombstones of deleted agents.
 //! - [`commands`]: commands queued for agents and their outcomes.
 //! - [`reports`]: what agents reported, per kind, stamped with the data epoch.
+//! - [`devices`]: each agent's device inventory (devices, snapshot parts being collected, device events).
 //! - [`history`]: the lifecycle history lines.
 //! - [`credentials`]: activation codes and operator API tokens (hashed).
 //!
@@ -13,6 +14,7 @@
 pub mod agents;
 pub mod commands;
 pub mod credentials;
+pub mod devices;
 pub mod history;
 pub mod reports;
 

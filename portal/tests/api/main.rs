@@ -4,6 +4,7 @@
 mod activation;
 mod agents;
 mod commands;
+mod devices;
 mod harness;
 mod ingest;
 mod lifecycle;
