@@ -6,6 +6,8 @@
 //! enough.
 
 pub mod lab;
+pub mod netns;
+pub mod responders;
 
 use std::fs;
 use std::net::TcpListener;

@@ -1,6 +1,7 @@
 //! The link the sweep talks through: a narrow [`Link`] trait (send a frame, receive a frame with a
 //! timeout) and its Linux implementation, an `AF_PACKET` socket (pnet_datalink) bound to one interface,
 //! with a receiving thread so sending and receiving overlap and replies are timestamped on arrival.
+//! [`open_socket`] opens such a socket for other users (the passive listener).
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use pnet_datalink::MacAddr;
-use pnet_datalink::{Channel, Config, DataLinkSender, NetworkInterface};
+use pnet_datalink::{Channel, Config, DataLinkReceiver, DataLinkSender, NetworkInterface};
 
 use super::arp::Local;
 use super::sweep::Cidr;
@@ -98,6 +99,48 @@ pub fn interface_info(name: &str) -> Result<InterfaceInfo, LinkError> {
     info_of(&find_interface(name)?)
 }
 
+/// An `AF_PACKET` socket on one interface: both halves, and the interface's addresses.
+pub struct Socket {
+    pub info: InterfaceInfo,
+    pub tx: Box<dyn DataLinkSender>,
+    /// Each `next()` waits at most the `read_timeout` given to [`open_socket`]; see [`is_idle`].
+    pub rx: Box<dyn DataLinkReceiver>,
+}
+
+/// Opens an `AF_PACKET` socket on `name` (checked as [`interface_info`] does: it exists, is up, has an
+/// Ethernet MAC and an IPv4 address), not promiscuous: frames to us and broadcasts. A receive waits at most
+/// `read_timeout`, so a receiving thread can check whether to stop.
+pub fn open_socket(name: &str, read_timeout: Duration) -> Result<Socket, LinkError> {
+    let iface = find_interface(name)?;
+    let info = info_of(&iface)?;
+    let config = Config {
+        read_timeout: Some(read_timeout),
+        write_timeout: Some(Duration::from_secs(1)),
+        read_buffer_size: 65_536,
+        promiscuous: false,
+        ..Config::default()
+    };
+    match pnet_datalink::channel(&iface, config) {
+        Ok(Channel::Ethernet(tx, rx)) => Ok(Socket { info, tx, rx }),
+        Ok(_) => Err(LinkError::NotEthernet(name.to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            Err(LinkError::PermissionDenied(name.to_owned()))
+        }
+        Err(source) => Err(LinkError::Open {
+            iface: name.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// A receive error that only means "nothing arrived in time" (or a signal interrupted the wait).
+pub fn is_idle(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+    )
+}
+
 type Incoming = Result<Received, io::Error>;
 
 /// An `AF_PACKET` socket on one interface; a thread receives ARP frames into a channel.
@@ -118,28 +161,7 @@ impl PacketLink {
     /// Opens `name` (checked as [`interface_info`] does), not promiscuous: ARP replies to us and broadcasts
     /// are enough.
     pub fn open(name: &str) -> Result<Self, LinkError> {
-        let iface = find_interface(name)?;
-        let info = info_of(&iface)?;
-        let config = Config {
-            read_timeout: Some(RECV_POLL),
-            write_timeout: Some(Duration::from_secs(1)),
-            read_buffer_size: 65_536,
-            promiscuous: false,
-            ..Config::default()
-        };
-        let (tx, mut rx) = match pnet_datalink::channel(&iface, config) {
-            Ok(Channel::Ethernet(tx, rx)) => (tx, rx),
-            Ok(_) => return Err(LinkError::NotEthernet(name.to_owned())),
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                return Err(LinkError::PermissionDenied(name.to_owned()))
-            }
-            Err(source) => {
-                return Err(LinkError::Open {
-                    iface: name.to_owned(),
-                    source,
-                })
-            }
-        };
+        let Socket { info, tx, mut rx } = open_socket(name, RECV_POLL)?;
         let (sender, incoming) = mpsc::channel::<Incoming>();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
@@ -158,13 +180,7 @@ impl PacketLink {
                                 return;
                             }
                         }
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                io::ErrorKind::TimedOut
-                                    | io::ErrorKind::Interrupted
-                                    | io::ErrorKind::WouldBlock
-                            ) => {}
+                        Err(e) if is_idle(&e) => {}
                         Err(e) => {
                             drop(sender.send(Err(e)));
                             return;
