@@ -3,10 +3,13 @@
 //! [`DEFAULT_TOML`] is the documented default file (`outpost-agent print-config` prints it); a missing
 //! default config file means these defaults, a missing file named explicitly is an error.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::discovery::sweep::Targets;
 
 /// The documented default configuration, as `print-config` prints it.
 pub const DEFAULT_TOML: &str = include_str!("../default-agent.toml");
@@ -43,12 +46,86 @@ pub enum LogFormat {
     Json,
 }
 
+/// One `interfaces` entry as written: a bare name, or a table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum RawInterface {
+    Name(String),
+    Table(RawInterfaceTable),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInterfaceTable {
+    pub name: String,
+    #[serde(default)]
+    pub vlan: Option<u16>,
+    #[serde(default)]
+    pub tagged: bool,
+    #[serde(default)]
+    pub cidr: Option<String>,
+}
+
+/// The `[discovery]` table as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscovery {
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    #[serde(default = "defaults::sweep_interval_secs")]
+    pub sweep_interval_secs: f64,
+    #[serde(default)]
+    pub rate_pps: u32,
+    #[serde(default = "defaults::retries")]
+    pub retries: u32,
+    #[serde(default = "defaults::probe_interval_secs")]
+    pub probe_interval_secs: f64,
+    #[serde(default = "defaults::offline_after_missed")]
+    pub offline_after_missed: u32,
+    #[serde(default = "defaults::yes")]
+    pub mdns: bool,
+    #[serde(default = "defaults::yes")]
+    pub ssdp: bool,
+    #[serde(default = "defaults::ssdp_interval_secs")]
+    pub ssdp_interval_secs: f64,
+    #[serde(default = "defaults::yes")]
+    pub reverse_dns: bool,
+    #[serde(default)]
+    pub dns_server: String,
+    #[serde(default = "defaults::report_interval_secs")]
+    pub report_interval_secs: f64,
+    #[serde(default = "defaults::interface_retry_secs")]
+    pub interface_retry_secs: f64,
+}
+
+impl Default for RawDiscovery {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            sweep_interval_secs: defaults::sweep_interval_secs(),
+            rate_pps: 0,
+            retries: defaults::retries(),
+            probe_interval_secs: defaults::probe_interval_secs(),
+            offline_after_missed: defaults::offline_after_missed(),
+            mdns: true,
+            ssdp: true,
+            ssdp_interval_secs: defaults::ssdp_interval_secs(),
+            reverse_dns: true,
+            dns_server: String::new(),
+            report_interval_secs: defaults::report_interval_secs(),
+            interface_retry_secs: defaults::interface_retry_secs(),
+        }
+    }
+}
+
 /// The file as written: plain numbers, checked by [`RawConfig::validate`].
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default)]
-    pub interfaces: Vec<String>,
+    pub interfaces: Vec<RawInterface>,
+    #[serde(default)]
+    pub discovery: RawDiscovery,
     #[serde(default = "defaults::heartbeat_secs")]
     pub heartbeat_secs: f64,
     #[serde(default = "defaults::outbox_max_bytes")]
@@ -83,13 +160,156 @@ mod defaults {
     pub fn log_format() -> LogFormat {
         LogFormat::Text
     }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn sweep_interval_secs() -> f64 {
+        300.0
+    }
+    pub fn retries() -> u32 {
+        2
+    }
+    pub fn probe_interval_secs() -> f64 {
+        30.0
+    }
+    pub fn offline_after_missed() -> u32 {
+        3
+    }
+    pub fn ssdp_interval_secs() -> f64 {
+        600.0
+    }
+    pub fn report_interval_secs() -> f64 {
+        2.0
+    }
+    pub fn interface_retry_secs() -> f64 {
+        30.0
+    }
+}
+
+/// One interface the agent watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceConfig {
+    pub name: String,
+    /// The VLAN id of this segment; labels every device seen on it.
+    pub vlan: Option<u16>,
+    /// A tagged VLAN (a sub-interface of a trunk port) rather than the native LAN.
+    pub tagged: bool,
+    /// What to sweep instead of the interface's own network (a CIDR of at most /16, or a range `A-B`).
+    pub cidr: Option<Targets>,
+}
+
+impl InterfaceConfig {
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            vlan: None,
+            tagged: false,
+            cidr: None,
+        }
+    }
+}
+
+/// The validated `[discovery]` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscoveryConfig {
+    pub enabled: bool,
+    pub sweep_interval: Duration,
+    /// ARP requests per second; `None`: automatic (scaled to the size of the network).
+    pub rate_pps: Option<u32>,
+    pub retries: u32,
+    pub probe_interval: Duration,
+    pub offline_after_missed: u32,
+    pub mdns: bool,
+    pub ssdp: bool,
+    pub ssdp_interval: Duration,
+    pub reverse_dns: bool,
+    /// `None`: the system resolver (/etc/resolv.conf).
+    pub dns_server: Option<SocketAddr>,
+    pub report_interval: Duration,
+    pub interface_retry: Duration,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            sweep_interval: Duration::from_secs(300),
+            rate_pps: None,
+            retries: 2,
+            probe_interval: Duration::from_secs(30),
+            offline_after_missed: 3,
+            mdns: true,
+            ssdp: true,
+            ssdp_interval: Duration::from_secs(600),
+            reverse_dns: true,
+            dns_server: None,
+            report_interval: Duration::from_secs(2),
+            interface_retry: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RawDiscovery {
+    fn validate(self) -> Result<DiscoveryConfig, String> {
+        let k = |key: &str| format!("discovery.{key}");
+        if self.retries > 10 {
+            return Err(format!("{} = {}: at most 10", k("retries"), self.retries));
+        }
+        if self.offline_after_missed == 0 || self.offline_after_missed > 100 {
+            return Err(format!(
+                "{} = {}: between 1 and 100 missed probes",
+                k("offline_after_missed"),
+                self.offline_after_missed
+            ));
+        }
+        if self.rate_pps > 1_000_000 {
+            return Err(format!(
+                "{} = {}: at most 1000000 (0 means automatic)",
+                k("rate_pps"),
+                self.rate_pps
+            ));
+        }
+        let dns_server = match self.dns_server.trim() {
+            "" => None,
+            text => Some(parse_dns_server(text).ok_or_else(|| {
+                format!(
+                    "{} = {text:?}: expected an address like \"192.168.1.1\" or \"192.168.1.1:53\" (empty: the system resolver)",
+                    k("dns_server")
+                )
+            })?),
+        };
+        Ok(DiscoveryConfig {
+            enabled: self.enabled,
+            sweep_interval: seconds(&k("sweep_interval_secs"), self.sweep_interval_secs, 500)?,
+            rate_pps: (self.rate_pps > 0).then_some(self.rate_pps),
+            retries: self.retries,
+            probe_interval: seconds(&k("probe_interval_secs"), self.probe_interval_secs, 100)?,
+            offline_after_missed: self.offline_after_missed,
+            mdns: self.mdns,
+            ssdp: self.ssdp,
+            ssdp_interval: seconds(&k("ssdp_interval_secs"), self.ssdp_interval_secs, 500)?,
+            reverse_dns: self.reverse_dns,
+            dns_server,
+            report_interval: seconds(&k("report_interval_secs"), self.report_interval_secs, 50)?,
+            interface_retry: seconds(&k("interface_retry_secs"), self.interface_retry_secs, 100)?,
+        })
+    }
+}
+
+fn parse_dns_server(text: &str) -> Option<SocketAddr> {
+    text.parse::<SocketAddr>().ok().or_else(|| {
+        text.parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, 53))
+    })
 }
 
 /// The validated configuration the daemon runs with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Interfaces the agent watches (discovery and blocking read this later); empty means none.
-    pub interfaces: Vec<String>,
+    /// Interfaces the agent watches; empty means the interface of the default route.
+    pub interfaces: Vec<InterfaceConfig>,
+    pub discovery: DiscoveryConfig,
     pub heartbeat: Duration,
     pub outbox_max_bytes: u64,
     pub reconnect_initial: Duration,
@@ -102,6 +322,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             interfaces: Vec::new(),
+            discovery: DiscoveryConfig::default(),
             heartbeat: Duration::from_secs(30),
             outbox_max_bytes: defaults::outbox_max_bytes(),
             reconnect_initial: Duration::from_millis(500),
@@ -130,6 +351,55 @@ fn seconds(key: &str, value: f64, min_ms: u64) -> Result<Duration, String> {
         ));
     }
     Ok(d)
+}
+
+/// Checks one `interfaces` entry.
+fn interface_entry(raw: RawInterface) -> Result<InterfaceConfig, String> {
+    let table = match raw {
+        RawInterface::Name(name) => RawInterfaceTable {
+            name,
+            vlan: None,
+            tagged: false,
+            cidr: None,
+        },
+        RawInterface::Table(t) => t,
+    };
+    let name = table.name;
+    // Linux interface names: 1..=15 bytes, no '/', no whitespace.
+    if name.is_empty()
+        || name.len() > 15
+        || name.contains('/')
+        || name.chars().any(char::is_whitespace)
+    {
+        return Err(format!(
+            "interfaces: {name:?} is not a network interface name (1-15 characters, no '/' or spaces)"
+        ));
+    }
+    if let Some(vlan) = table.vlan {
+        if !(1..=4094).contains(&vlan) {
+            return Err(format!(
+                "interfaces: {name:?} has vlan = {vlan}: a VLAN id is between 1 and 4094"
+            ));
+        }
+    }
+    if table.tagged && table.vlan.is_none() {
+        return Err(format!(
+            "interfaces: {name:?} is tagged = true without a vlan id: say which VLAN it carries"
+        ));
+    }
+    let cidr = match table.cidr {
+        None => None,
+        Some(text) => Some(
+            text.parse::<Targets>()
+                .map_err(|e| format!("interfaces: {name:?} cidr = {text:?}: {e}"))?,
+        ),
+    };
+    Ok(InterfaceConfig {
+        name,
+        vlan: table.vlan,
+        tagged: table.tagged,
+        cidr,
+    })
 }
 
 impl RawConfig {
@@ -170,24 +440,32 @@ impl RawConfig {
                 self.outbox_max_bytes
             )));
         }
-        let mut interfaces = Vec::with_capacity(self.interfaces.len());
-        for name in self.interfaces {
-            // Linux interface names: 1..=15 bytes, no '/', no whitespace.
-            if name.is_empty()
-                || name.len() > 15
-                || name.contains('/')
-                || name.chars().any(char::is_whitespace)
-            {
-                return Err(invalid(format!(
-                    "interfaces: {name:?} is not a network interface name (1-15 characters, no '/' or spaces)"
-                )));
+        let mut interfaces: Vec<InterfaceConfig> = Vec::with_capacity(self.interfaces.len());
+        for raw in self.interfaces {
+            let entry = interface_entry(raw).map_err(invalid)?;
+            if let Some(same) = interfaces.iter().find(|i| i.name == entry.name) {
+                if *same != entry {
+                    return Err(invalid(format!(
+                        "interfaces: {:?} is listed twice with different settings",
+                        entry.name
+                    )));
+                }
+                continue;
             }
-            if !interfaces.contains(&name) {
-                interfaces.push(name);
+            if let Some(vlan) = entry.vlan {
+                if let Some(other) = interfaces.iter().find(|i| i.vlan == Some(vlan)) {
+                    return Err(invalid(format!(
+                        "interfaces: {:?} and {:?} both say vlan = {vlan}; each VLAN is one segment",
+                        other.name, entry.name
+                    )));
+                }
             }
+            interfaces.push(entry);
         }
+        let discovery = self.discovery.validate().map_err(invalid)?;
         Ok(Config {
             interfaces,
+            discovery,
             heartbeat,
             outbox_max_bytes: self.outbox_max_bytes,
             reconnect_initial,
@@ -236,13 +514,45 @@ mod tests {
 
     #[test]
     fn fractional_seconds_for_tests() {
-        let c = parse("heartbeat_secs = 0.2\ndisabled_poll_secs = 1\nreconnect_initial_ms = 50\nreconnect_max_secs = 0.5\ninterfaces = [\"lan0\", \"lan0\", \"br-lan\"]\nlog_format = \"json\"").unwrap();
+        let c = parse("heartbeat_secs = 0.2\ndisabled_poll_secs = 1\nreconnect_initial_ms = 50\nreconnect_max_secs = 0.5\ninterfaces = [\"lan0\", \"lan0\", \"br-lan\"]\nlog_format = \"json\"\n[discovery]\nprobe_interval_secs = 0.2\n").unwrap();
+        assert_eq!(c.discovery.probe_interval, Duration::from_millis(200));
         assert_eq!(c.heartbeat, Duration::from_millis(200));
         assert_eq!(c.disabled_poll, Duration::from_secs(1));
         assert_eq!(c.reconnect_initial, Duration::from_millis(50));
         assert_eq!(c.reconnect_max, Duration::from_millis(500));
-        assert_eq!(c.interfaces, ["lan0", "br-lan"]);
+        assert_eq!(
+            c.interfaces,
+            [
+                InterfaceConfig::named("lan0"),
+                InterfaceConfig::named("br-lan")
+            ]
+        );
         assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn interfaces_as_tables_with_vlans() {
+        let c = parse(
+            "[[interfaces]]\nname = \"lan0\"\nvlan = 10\ncidr = \"192.168.10.0/24\"\n\
+             [[interfaces]]\nname = \"trunk.20\"\nvlan = 20\ntagged = true\n\
+             [discovery]\nrate_pps = 5000\ndns_server = \"10.0.0.53\"\nmdns = false\n",
+        )
+        .unwrap();
+        assert_eq!(c.interfaces.len(), 2);
+        assert_eq!(c.interfaces[0].vlan, Some(10));
+        assert_eq!(
+            c.interfaces[0].cidr.map(|t| t.to_string()).as_deref(),
+            Some("192.168.10.0/24")
+        );
+        assert!(c.interfaces[1].tagged && !c.interfaces[0].tagged);
+        assert_eq!(c.discovery.rate_pps, Some(5000));
+        assert_eq!(
+            c.discovery.dns_server,
+            Some("10.0.0.53:53".parse().unwrap())
+        );
+        assert!(!c.discovery.mdns && c.discovery.ssdp);
+        let inline = parse("interfaces = [\"eth1\", {name = \"eth2\", vlan = 30}]").unwrap();
+        assert_eq!(inline.interfaces[1].vlan, Some(30));
     }
 
     #[test]
@@ -266,6 +576,33 @@ mod tests {
             ),
             ("interfaces = [\"a/b\"]", "interfaces"),
             ("interfaces = [\"\"]", "interfaces"),
+            ("[[interfaces]]\nname = \"lan0\"\nvlan = 0", "vlan = 0"),
+            ("[[interfaces]]\nname = \"lan0\"\ntagged = true", "tagged"),
+            (
+                "[[interfaces]]\nname = \"lan0\"\ncidr = \"10.0.0.0/8\"",
+                "cidr",
+            ),
+            (
+                "[[interfaces]]\nname = \"a\"\nvlan = 5\n[[interfaces]]\nname = \"b\"\nvlan = 5",
+                "both say vlan = 5",
+            ),
+            (
+                "interfaces = [\"a\", {name = \"a\", vlan = 3}]",
+                "listed twice",
+            ),
+            (
+                "[discovery]\noffline_after_missed = 0",
+                "discovery.offline_after_missed",
+            ),
+            ("[discovery]\nretries = 11", "discovery.retries"),
+            (
+                "[discovery]\ndns_server = \"resolver\"",
+                "discovery.dns_server",
+            ),
+            (
+                "[discovery]\nprobe_interval_secs = 0",
+                "discovery.probe_interval_secs",
+            ),
         ] {
             let err = parse(text).unwrap_err();
             assert!(matches!(err, ConfigError::Invalid { .. }), "{text}: {err}");

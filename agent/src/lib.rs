@@ -2,7 +2,8 @@
 //! portal's broker and follows the lifecycle the portal enforces (see `ARCHITECTURE.md`).
 //!
 //! # Layout
-//! - [`commands`]: the CLI (`activate`, `run`, `status`, `print-config`), exit codes; the top of the binary.
+//! - [`commands`]: the CLI (`activate`, `run`, `status`, `scan`, `devices`, `print-config`), exit codes; the top
+//!   of the binary.
 //! - [`config`]: `agent.toml`, raw → validated, with the documented defaults compiled in.
 //! - [`state_dir`]: what lives where in the state directory, atomic writes, the wipe after deletion.
 //! - [`identity`]: `identity.json` (agent id, secret, broker, CAs, name, platform).
@@ -14,14 +15,17 @@
 //! - [`runtime_status`]: `runtime.json` written by the daemon and the `status` report.
 //! - [`notify`]: systemd readiness, status and watchdog.
 //! - [`logging`]: tracing to stderr, text or JSON.
-//! - [`discovery`]: LAN discovery: the ARP sweep (pure schedule + `AF_PACKET` link) and MAC vendors (IEEE OUI).
+//! - [`discovery`]: LAN discovery: sweeps, probes, passive ARP/DHCP, mDNS, SSDP, reverse DNS, MAC vendors, the
+//!   inventory and the engine that runs them per interface.
+//! - [`control`]: the daemon's local control socket (`outpost-agent devices` of a running agent).
 //!
-//! LAN discovery, blocking and power control plug in later as further modules fed by `Config::interfaces`,
-//! storing into the store's `data` tree (wiped by a cleanup) and reporting through `AgentMessage::Report`.
+//! Blocking and power control plug in later as further modules fed by `Config::interfaces`, storing into the
+//! store's `data` tree (wiped by a cleanup) and reporting through `AgentMessage::Report`.
 #![forbid(unsafe_code)]
 
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod discovery;
 pub mod executor;
 pub mod hostinfo;

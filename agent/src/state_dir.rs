@@ -63,6 +63,11 @@ impl StateDir {
         self.root.join("db")
     }
 
+    /// The running daemon's control socket (see `control`).
+    pub fn control_socket(&self) -> PathBuf {
+        self.root.join("control.sock")
+    }
+
     pub fn deleted_marker(&self) -> PathBuf {
         self.root.join("deleted")
     }

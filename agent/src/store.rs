@@ -7,7 +7,8 @@
 //!                  "data_epoch"        -> u64 BE, the epoch stamped on every message
 //!                  "command_floor"     -> u64 BE, every command id <= this was pruned from "commands"
 //! tree "commands"  command id (u64 BE) -> JSON `CommandRecord` (started, or finished with its outcome)
-//! tree "data"      owned by the data gatherers (discovery, later); wiped by a cleanup
+//! tree "data"      gathered data, wiped by a cleanup:
+//!                  "dev/" vlan (u16 BE, 0 = none) mac (6 bytes) -> JSON `Device` (cloud-link inventory)
 //! ```
 //!
 //! # Durability
@@ -20,14 +21,16 @@
 
 use std::path::Path;
 
+use outpost_cloud_link::inventory::Device;
 use outpost_cloud_link::outbox::{Meta, OutboxLog};
 use outpost_cloud_link::protocol::Outcome;
 use serde::{Deserialize, Serialize};
 
 /// Executed command ids kept for deduplication; older ones are pruned (ids below the kept ones are refused).
 pub const MAX_COMMAND_IDS: usize = 4096;
-/// sled's page cache: its default (1 GiB) is sized for servers; an agent on a router keeps a few MiB.
-const CACHE_BYTES: u64 = 4 * 1024 * 1024;
+/// sled's page cache: its default (1 GiB) is sized for servers; an agent on a router keeps 1 MiB (the agent
+/// reads its data at start and then mostly appends).
+const CACHE_BYTES: u64 = 1024 * 1024;
 
 const OUTBOX_META: &[u8] = b"outbox_meta";
 const DATA_EPOCH: &[u8] = b"data_epoch";
@@ -210,7 +213,42 @@ impl Store {
         Ok(())
     }
 
-    /// Stores one item of gathered data (discovery results, later).
+    /// Stores devices of the inventory (whole records, replacing what was there). Not flushed: losing the
+    /// last half second of changes in a crash only means they are rediscovered.
+    pub fn put_devices(&self, devices: &[Device]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for d in devices {
+            let Some(key) = device_key(d) else {
+                tracing::warn!(mac = %d.mac, "not storing a device with an unreadable MAC");
+                continue;
+            };
+            batch.insert(&key[..], serde_json::to_vec(d).unwrap_or_default());
+        }
+        self.data.apply_batch(batch).map_err(|e| self.err(e))
+    }
+
+    /// Every stored device (records that cannot be read are skipped with a warning).
+    pub fn devices(&self) -> Result<Vec<Device>, StoreError> {
+        let mut out = Vec::new();
+        self.for_each_device(|d| out.push(d))?;
+        Ok(out)
+    }
+
+    /// Hands every stored device to `f`, one at a time (a big inventory is not read into a list first).
+    pub fn for_each_device(&self, mut f: impl FnMut(Device)) -> Result<(), StoreError> {
+        for item in self.data.scan_prefix(DEVICE_PREFIX) {
+            let (key, value) = item.map_err(|e| self.err(e))?;
+            match serde_json::from_slice(&value) {
+                Ok(d) => f(d),
+                Err(e) => {
+                    tracing::warn!(key = ?key, error = %e, "skipping an unreadable stored device")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores one item of gathered data.
     pub fn put_data(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         self.data.insert(key, value).map_err(|e| self.err(e))?;
         Ok(())
@@ -227,6 +265,20 @@ impl Store {
         self.data.clear().map_err(|e| self.err(e))?;
         self.flush()
     }
+}
+
+const DEVICE_PREFIX: &[u8] = b"dev/";
+
+/// `dev/` + VLAN (u16 BE, 0 for none) + the 6 MAC bytes.
+fn device_key(d: &Device) -> Option<[u8; 12]> {
+    let mac = outpost_cloud_link::inventory::normalize_mac(&d.mac)?;
+    let mut key = [0u8; 12];
+    key[..4].copy_from_slice(DEVICE_PREFIX);
+    key[4..6].copy_from_slice(&d.vlan.unwrap_or(0).to_be_bytes());
+    for (i, octet) in mac.split(':').enumerate() {
+        key[6 + i] = u8::from_str_radix(octet, 16).ok()?;
+    }
+    Some(key)
 }
 
 /// [`OutboxLog`] over the store's `outbox` tree and the `outbox_meta` key.
@@ -432,5 +484,45 @@ mod tests {
         assert_eq!(store.epoch().unwrap(), 2);
         assert_eq!(store.command(3).unwrap(), Some(CommandRecord::Started));
         assert_eq!(o.push("t", false, |_| b"z".to_vec()).unwrap().seq, 3);
+    }
+
+    #[test]
+    fn devices_are_stored_by_vlan_and_mac_and_wiped_by_cleanup() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let device = |vlan: Option<u16>, ip: [u8; 4]| Device {
+            mac: "00:1A:11:00:00:01".into(),
+            vlan,
+            interface: "lan0".into(),
+            ipv4: Some(ip.into()),
+            ipv6: Vec::new(),
+            names: Vec::new(),
+            vendor: None,
+            locally_administered: false,
+            dhcp_vendor_class: None,
+            services: Vec::new(),
+            model_hints: Default::default(),
+            upnp: None,
+            first_seen_ms: 1,
+            last_seen_ms: 2,
+            online: true,
+            arp_rtt_ms: None,
+            icmp_rtt_ms: None,
+        };
+        store
+            .put_devices(&[device(None, [10, 0, 0, 1]), device(Some(20), [10, 0, 0, 1])])
+            .unwrap();
+        // The same (VLAN, MAC) replaces its record; a bad MAC is skipped.
+        let mut bad = device(None, [10, 0, 0, 3]);
+        bad.mac = "nope".into();
+        store
+            .put_devices(&[device(None, [10, 0, 0, 2]), bad])
+            .unwrap();
+        let stored = store.devices().unwrap();
+        assert_eq!(stored.len(), 2);
+        assert_eq!(stored[0].ipv4, Some([10, 0, 0, 2].into()));
+        assert_eq!(stored[1].vlan, Some(20));
+        store.wipe_data().unwrap();
+        assert!(store.devices().unwrap().is_empty());
     }
 }

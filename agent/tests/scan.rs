@@ -49,7 +49,7 @@ fn scan_finds_every_host_of_a_namespace_lan_and_nothing_else() {
     });
 
     let started = Instant::now();
-    let out = scan(&lab, &["--interface", "lan0", "--json"]);
+    let out = scan(&lab, &["--interface", "lan0", "--json", "--no-mdns"]);
     let took = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "scan failed: {stderr}");
@@ -94,6 +94,27 @@ fn scan_finds_every_host_of_a_namespace_lan_and_nothing_else() {
         let rtt = h["rtt_ms"].as_f64().unwrap();
         assert!((0.0..100.0).contains(&rtt), "{h}");
     }
+
+    // With a listening window (no responders here): the same hosts, and the window adds its length.
+    let started = Instant::now();
+    let out = scan(&lab, &["--interface", "lan0", "--json", "--window", "0.5"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+    let again: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let again: BTreeSet<(String, String)> = again
+        .iter()
+        .map(|h| {
+            (
+                h["ip"].as_str().unwrap().to_owned(),
+                h["mac"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(again, expected);
 
     // The human table: a line per host and the summary.
     let out = scan(&lab, &["--interface", "lan0", "--no-mdns"]);

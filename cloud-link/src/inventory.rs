@@ -119,10 +119,11 @@ pub struct Device {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<Service>,
     /// Model hints from mDNS TXT records (`model`, `md`, `ty`, …), key → value.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub model_hints: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "ModelHints::is_empty")]
+    pub model_hints: ModelHints,
+    /// Boxed: most devices have none, and a 5,000-device inventory should not carry 5,000 empty ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upnp: Option<UpnpInfo>,
+    pub upnp: Option<Box<UpnpInfo>>,
     /// Unix milliseconds.
     pub first_seen_ms: i64,
     /// Unix milliseconds of the last sign of life (reply, probe answer, traffic heard).
@@ -134,6 +135,89 @@ pub struct Device {
     /// Round-trip time of the last answered ICMP echo; `None` when it never answered ICMP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icmp_rtt_ms: Option<f64>,
+}
+
+/// Model hints, key → value, sorted by key; a JSON object on the wire. A sorted list rather than a
+/// `BTreeMap`: a map allocates a node of room for eleven pairs for the one or two a device has.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelHints(Vec<(String, String)>);
+
+impl ModelHints {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| self.0[i].1.as_str())
+    }
+
+    /// Sets `key`; `true` when that changed anything.
+    pub fn insert(&mut self, key: String, value: String) -> bool {
+        match self.0.binary_search_by(|(k, _)| k.cmp(&key)) {
+            Ok(i) if self.0[i].1 == value => false,
+            Ok(i) => {
+                self.0[i].1 = value;
+                true
+            }
+            Err(i) => {
+                self.0.insert(i, (key, value));
+                true
+            }
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl FromIterator<(String, String)> for ModelHints {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
+        let mut hints = ModelHints::default();
+        for (k, v) in iter {
+            hints.insert(k, v);
+        }
+        hints
+    }
+}
+
+impl IntoIterator for ModelHints {
+    type Item = (String, String);
+    type IntoIter = std::vec::IntoIter<(String, String)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl std::ops::Index<&str> for ModelHints {
+    type Output = str;
+    /// Panics when `key` is missing, like a map's index.
+    fn index(&self, key: &str) -> &str {
+        match self.get(key) {
+            Some(v) => v,
+            None => panic!("no model hint {key:?}"),
+        }
+    }
+}
+
+impl Serialize for ModelHints {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelHints {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<String, String>::deserialize(deserializer)?;
+        Ok(ModelHints(map.into_iter().collect()))
+    }
 }
 
 impl Device {
@@ -279,17 +363,22 @@ pub fn snapshot_reports(snapshot: u64, devices: &[Device]) -> Vec<Report> {
     chunks
         .into_iter()
         .enumerate()
-        .map(|(i, chunk)| Report {
-            kind: SNAPSHOT_KIND.to_owned(),
-            body: serde_json::to_value(SnapshotPart {
-                snapshot,
-                part: i as u32,
-                parts,
-                devices: chunk.to_vec(),
-            })
-            .unwrap_or_default(),
-        })
+        .map(|(i, chunk)| snapshot_part(snapshot, i as u32, parts, chunk.to_vec()))
         .collect()
+}
+
+/// One snapshot report (for building a big snapshot a part at a time).
+pub fn snapshot_part(snapshot: u64, part: u32, parts: u32, devices: Vec<Device>) -> Report {
+    Report {
+        kind: SNAPSHOT_KIND.to_owned(),
+        body: serde_json::to_value(SnapshotPart {
+            snapshot,
+            part,
+            parts,
+            devices,
+        })
+        .unwrap_or_default(),
+    }
 }
 
 /// Splits changes into delta reports of at most [`PART_DEVICES`] devices and as many events (none when
@@ -357,7 +446,9 @@ mod tests {
                 port: Some(8009),
                 source: "mdns".into(),
             }],
-            model_hints: BTreeMap::from([("md".to_owned(), "Chromecast".to_owned())]),
+            model_hints: [("md".to_owned(), "Chromecast".to_owned())]
+                .into_iter()
+                .collect(),
             upnp: None,
             first_seen_ms: 1,
             last_seen_ms: 2,
@@ -460,6 +551,23 @@ mod tests {
         assert_eq!(d.display_name(), Some("kitchen-tv"));
         assert_eq!(d.name_from(NameSource::Dns), Some("tv.lan"));
         assert_eq!(d.name_from(NameSource::Mdns), None);
+    }
+
+    #[test]
+    fn model_hints_are_a_sorted_object() {
+        let mut h: ModelHints = [
+            ("ty".to_owned(), "B".to_owned()),
+            ("md".to_owned(), "A".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        assert!(!h.insert("md".into(), "A".into()));
+        assert!(h.insert("am".into(), "C".into()));
+        let json = serde_json::to_string(&h).unwrap();
+        assert_eq!(json, r#"{"am":"C","md":"A","ty":"B"}"#);
+        assert_eq!(serde_json::from_str::<ModelHints>(&json).unwrap(), h);
+        assert_eq!((h.get("ty"), h.get("zz"), h.len()), (Some("B"), None, 3));
+        assert_eq!(&h["md"], "A");
     }
 
     #[test]

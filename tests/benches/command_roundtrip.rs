@@ -15,7 +15,7 @@ use reqwest::Method;
 use rumqttc::{Event, Incoming, QoS};
 use serde_json::json;
 
-const CONFIG: &str = "interfaces = []\nheartbeat_secs = 30\n";
+const CONFIG: &str = "interfaces = []\nheartbeat_secs = 30\n[discovery]\nenabled = false\n";
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;

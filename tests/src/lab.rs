@@ -48,6 +48,8 @@ pub struct LabSpec {
     /// the lab is big enough to need it (they are not per namespace); restored when the last lab of this
     /// process is dropped (default true).
     pub tune_sysctls: bool,
+    /// See [`LabSpec::uplink`].
+    pub uplink: bool,
 }
 
 impl Default for LabSpec {
@@ -56,6 +58,7 @@ impl Default for LabSpec {
             segments: Vec::new(),
             steer_arp: true,
             tune_sysctls: true,
+            uplink: false,
         }
     }
 }
@@ -75,7 +78,29 @@ impl LabSpec {
         self.steer_arp = on;
         self
     }
+
+    /// Links the agent's namespace to the test machine's own namespace by a veth pair on a private /30
+    /// (`wan0` in the agent namespace): a portal listening on [`Uplink::outside`] is reachable from an agent
+    /// running in the lab. Nothing is routed beyond the pair.
+    pub fn uplink(mut self, on: bool) -> Self {
+        self.uplink = on;
+        self
+    }
 }
+
+/// The veth pair between the test machine's namespace and the lab's agent namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uplink {
+    /// The interface in the test machine's namespace.
+    pub outside_iface: String,
+    /// Its address: what a portal for the lab's agent listens on.
+    pub outside: Ipv4Addr,
+    /// The agent namespace's address (on `wan0`).
+    pub inside: Ipv4Addr,
+}
+
+/// The agent-side name of the uplink.
+pub const UPLINK_IFACE: &str = "wan0";
 
 /// One segment: a bridge, the agent's interface on it and its hosts.
 #[derive(Debug, Clone)]
@@ -189,6 +214,7 @@ pub struct Lab {
     steer_arp: bool,
     namespaces: Vec<String>,
     tuned: bool,
+    uplink: Option<Uplink>,
 }
 
 static LAB_COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -213,6 +239,7 @@ impl Lab {
             steer_arp: spec.steer_arp,
             namespaces: Vec::new(),
             tuned: false,
+            uplink: None,
         };
         // On error `lab` is dropped, which deletes whatever was created.
         lab.create(&spec)?;
@@ -371,6 +398,9 @@ impl Lab {
             writeln!(b, "link set dev {} up", seg.iface)?;
         }
         ip_batch(Some(&self.agent_ns), &b)?;
+        if spec.uplink {
+            self.create_uplink()?;
+        }
 
         // The hosts: one `ip` process each, several at a time.
         let host_batches: Vec<(String, String)> = self
@@ -442,6 +472,60 @@ impl Lab {
             ]))
             .map(|_| ())
         })
+    }
+
+    /// A veth pair from the machine's namespace into the agent's, on the first free /30 of 10.254.0.0/16.
+    /// Deleting the agent namespace deletes both ends.
+    fn create_uplink(&mut self) -> Result<()> {
+        let out = run(Command::new("ip").args(["-j", "-4", "addr", "show"]))?;
+        let used = String::from_utf8_lossy(&out.stdout).into_owned();
+        let seed =
+            (std::process::id() as usize).wrapping_mul(31) + LAB_COUNTER.load(Ordering::Relaxed);
+        for attempt in 0..16_384usize {
+            let slot = (seed + attempt) % 16_384;
+            let base = u32::from(Ipv4Addr::new(10, 254, 0, 0)) + (slot as u32) * 4;
+            let outside = Ipv4Addr::from(base + 1);
+            let inside = Ipv4Addr::from(base + 2);
+            if used.contains(&format!("\"{outside}\"")) || used.contains(&format!("\"{inside}\"")) {
+                continue;
+            }
+            let outside_iface = format!("olu{slot}");
+            let created = ip_batch(
+                None,
+                &format!(
+                    "link add name {outside_iface} type veth peer name {UPLINK_IFACE} netns {agent}\n\
+                     addr add {outside}/30 dev {outside_iface}\n\
+                     link set dev {outside_iface} up\n",
+                    agent = self.agent_ns
+                ),
+            );
+            if let Err(e) = created {
+                // Another lab took this slot between the check and now: remove what we made, try the next.
+                let _ = run(Command::new("ip").args(["link", "del", &outside_iface]));
+                if attempt > 64 {
+                    return Err(e.context("creating the lab's uplink"));
+                }
+                continue;
+            }
+            ip_batch(
+                Some(&self.agent_ns),
+                &format!(
+                    "addr add {inside}/30 dev {UPLINK_IFACE}\nlink set dev {UPLINK_IFACE} up\n"
+                ),
+            )?;
+            self.uplink = Some(Uplink {
+                outside_iface,
+                outside,
+                inside,
+            });
+            return Ok(());
+        }
+        bail!("no free /30 left in 10.254.0.0/16 for the lab's uplink")
+    }
+
+    /// The link to the machine's namespace, when the spec asked for one.
+    pub fn uplink(&self) -> Option<&Uplink> {
+        self.uplink.as_ref()
     }
 
     /// The name shared by all of this lab's namespaces, e.g. `olab1234-0-`.

@@ -40,6 +40,30 @@ fn build_bins() -> Result<PathBuf> {
         .context("test binary is not inside target/<profile>/deps")?
         .to_path_buf();
     let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    cargo_build(&["outpost-portal", "outpost-agent"], release)?;
+    Ok(profile_dir)
+}
+
+/// The optimized agent, as it ships (built once per test process): for measurements such as memory, where
+/// a debug build says little.
+pub fn release_agent_bin() -> Result<PathBuf> {
+    static BIN: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().map_err(|e| format!("locating the test binary: {e}"))?;
+        let target = exe
+            .ancestors()
+            .nth(3)
+            .ok_or("test binary is not inside target/<profile>/deps")?
+            .to_path_buf();
+        cargo_build(&["outpost-agent"], true).map_err(|e| format!("{e:#}"))?;
+        Ok(target.join("release").join("outpost-agent"))
+    })
+    .clone()
+    .map_err(|e| anyhow!("{e}"))
+}
+
+/// `cargo build -p PACKAGE...` in the workspace, with this test process's per-package variables removed.
+fn cargo_build(packages: &[&str], release: bool) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut cmd = Command::new(cargo);
@@ -65,14 +89,10 @@ fn build_bins() -> Result<PathBuf> {
             cmd.env_remove(&*key);
         }
     }
-    cmd.current_dir(&workspace).args([
-        "build",
-        "--quiet",
-        "-p",
-        "outpost-portal",
-        "-p",
-        "outpost-agent",
-    ]);
+    cmd.current_dir(&workspace).args(["build", "--quiet"]);
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
     if release {
         cmd.arg("--release");
     }
@@ -80,9 +100,9 @@ fn build_bins() -> Result<PathBuf> {
         .status()
         .context("running cargo build for the binaries")?;
     if !status.success() {
-        bail!("cargo build of outpost-portal and outpost-agent failed");
+        bail!("cargo build of {} failed", packages.join(", "));
     }
-    Ok(profile_dir)
+    Ok(())
 }
 
 pub fn portal_bin() -> Result<PathBuf> {
@@ -168,6 +188,9 @@ pub struct PortalOptions {
     pub offline_after_s: u64,
     /// Extra environment for the portal process.
     pub env: Vec<(String, String)>,
+    /// Where the HTTPS API and the broker listen (default 127.0.0.1); a lab's `Uplink::outside` lets an
+    /// agent in the lab reach the portal.
+    pub listen: std::net::Ipv4Addr,
 }
 
 impl Default for PortalOptions {
@@ -176,6 +199,7 @@ impl Default for PortalOptions {
             activation_rate: 100,
             offline_after_s: 30,
             env: Vec::new(),
+            listen: std::net::Ipv4Addr::LOCALHOST,
         }
     }
 }
@@ -183,6 +207,7 @@ impl Default for PortalOptions {
 /// A running `outpost-portal up` (with its Mosquitto) on free loopback ports.
 pub struct Portal {
     pub dir: TempDir,
+    pub listen: std::net::Ipv4Addr,
     pub https: u16,
     pub mqtts: u16,
     pub token: String,
@@ -203,6 +228,7 @@ impl Portal {
         let mqtts = free_port()?;
         let mut portal = Self {
             dir,
+            listen: opts.listen,
             https,
             mqtts,
             token: String::new(),
@@ -224,8 +250,13 @@ impl Portal {
         let child = service_command(&portal_bin()?, &opts.env)
             .args(["up", "--data"])
             .arg(self.data().join("data"))
-            .args(["--https", &format!("127.0.0.1:{}", self.https)])
-            .args(["--mqtts", &format!("127.0.0.1:{}", self.mqtts)])
+            .args(["--https", &format!("{}:{}", opts.listen, self.https)])
+            .args(["--mqtts", &format!("{}:{}", opts.listen, self.mqtts)])
+            .args(if opts.listen.is_loopback() {
+                vec![]
+            } else {
+                vec!["--hostname".to_owned(), opts.listen.to_string()]
+            })
             .args(["--activation-rate", &opts.activation_rate.to_string()])
             .args(["--offline-after", &opts.offline_after_s.to_string()])
             .args(["--sweep-interval", "1", "--dev-clock"])
@@ -289,7 +320,7 @@ impl Portal {
     }
 
     pub fn base_url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.https)
+        format!("https://{}:{}", self.listen, self.https)
     }
 
     /// Runs `outpost-portal ARGS --data DIR` and returns its trimmed stdout.
@@ -392,6 +423,37 @@ impl Portal {
         .await
     }
 
+    /// Every device of the agent (`GET /agents/{id}/devices?QUERY`, all pages).
+    pub async fn devices(&self, id: &str, query: &str) -> Result<Vec<Value>> {
+        self.all_pages(&format!("/agents/{id}/devices"), query, "devices")
+            .await
+    }
+
+    /// Every event of the agent, newest first (`GET /agents/{id}/events?QUERY`, all pages).
+    pub async fn events(&self, id: &str, query: &str) -> Result<Vec<Value>> {
+        self.all_pages(&format!("/agents/{id}/events"), query, "events")
+            .await
+    }
+
+    async fn all_pages(&self, path: &str, query: &str, key: &str) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut q = format!("limit=1000&{query}");
+            if let Some(c) = &cursor {
+                q.push_str(&format!("&cursor={c}"));
+            }
+            let page = self
+                .api_ok(Method::GET, &format!("{path}?{q}"), None, StatusCode::OK)
+                .await?;
+            out.extend(page[key].as_array().cloned().unwrap_or_default());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return Ok(out),
+            }
+        }
+    }
+
     /// Waits until `pred` holds for the agent's record.
     pub async fn wait_agent(
         &self,
@@ -470,15 +532,23 @@ fn is_our_mosquitto(pid: Pid, data: &Path) -> bool {
 pub struct Agent {
     pub dir: TempDir,
     child: Option<Child>,
+    /// The network namespace every command of this agent runs in (`None`: the test's own).
+    netns: Option<String>,
+    /// The binary to run instead of the test profile's `outpost-agent`.
+    bin: Option<PathBuf>,
 }
 
-/// Agent timings for tests: fast heartbeats and polls.
+/// Agent timings for tests: fast heartbeats and polls. Discovery is off: an agent in the test machine's own
+/// namespace must never sweep its real network (discovery tests run the agent inside a lab namespace).
 pub const FAST_CONFIG: &str = r#"
 interfaces = []
 heartbeat_secs = 0.2
 disabled_poll_secs = 0.5
 reconnect_initial_ms = 100
 reconnect_max_secs = 1
+
+[discovery]
+enabled = false
 "#;
 
 impl Agent {
@@ -486,13 +556,53 @@ impl Agent {
         Self::with_config(FAST_CONFIG)
     }
 
-    /// An agent whose `run` uses this TOML config.
+    /// An agent whose `run` uses this TOML config. The config must say what discovery does (a
+    /// `[discovery]` table): with none, the agent would sweep the network of the default route.
     pub fn with_config(config: &str) -> Result<Self> {
+        if !config.contains("[discovery]") {
+            bail!("a test agent's config needs a [discovery] table (enabled = false outside a lab namespace): without one it would sweep the default route's network");
+        }
         let dir = tempfile::Builder::new()
             .prefix("outpost-agent-")
             .tempdir()?;
         fs::write(dir.path().join("agent.toml"), config)?;
-        Ok(Self { dir, child: None })
+        Ok(Self {
+            dir,
+            child: None,
+            netns: None,
+            bin: None,
+        })
+    }
+
+    /// Runs this binary (e.g. [`release_agent_bin`]) instead of the test profile's.
+    pub fn with_binary(mut self, bin: PathBuf) -> Self {
+        self.bin = Some(bin);
+        self
+    }
+
+    /// Runs every command of this agent (activate, run, status, devices...) inside network namespace `ns`
+    /// (a lab's agent namespace).
+    pub fn in_netns(mut self, ns: &str) -> Self {
+        self.netns = Some(ns.to_owned());
+        self
+    }
+
+    /// A command running the agent binary, inside the agent's namespace if it has one.
+    fn bin_command(&self, env: &[(String, String)]) -> Result<Command> {
+        let bin = match &self.bin {
+            Some(b) => b.clone(),
+            None => agent_bin()?,
+        };
+        Ok(match &self.netns {
+            None => service_command(&bin, env),
+            Some(ns) => {
+                // `ip netns exec` execs the program: the child's pid is the agent's.
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]).arg(bin);
+                cmd.envs(env.iter().map(|(k, v)| (k, v)));
+                cmd
+            }
+        })
     }
 
     /// The pid of the running `run` process.
@@ -505,7 +615,7 @@ impl Agent {
     }
 
     pub fn command(&self) -> Result<Command> {
-        let mut cmd = Command::new(agent_bin()?);
+        let mut cmd = self.bin_command(&[])?;
         cmd.arg("--state")
             .arg(self.state())
             .env("OUTPOST_LOG", "info,outpost_agent=debug");
@@ -555,7 +665,8 @@ impl Agent {
             .create(true)
             .append(true)
             .open(self.log_path())?;
-        let child = service_command(&agent_bin()?, &env)
+        let child = self
+            .bin_command(&env)?
             .arg("--state")
             .arg(self.state())
             .env("OUTPOST_LOG", "info,outpost_agent=debug")

@@ -2,6 +2,7 @@
 //! the binary: subcommands return `anyhow` errors, printed here with their whole chain.
 
 pub mod activate;
+pub mod devices;
 pub mod run;
 pub mod scan;
 pub mod status;
@@ -55,8 +56,11 @@ pub enum Command {
     Run(run::Args),
     /// Show the agent's state.
     Status(status::Args),
-    /// Sweep a LAN with ARP once and print the hosts found (standalone: no activation, no state directory).
+    /// Sweep a LAN with ARP once, listen for names briefly, and print the hosts found (standalone: no
+    /// activation, no state directory).
     Scan(scan::Args),
+    /// List the devices this agent knows (from the running daemon, or the database when it is stopped).
+    Devices(devices::Args),
     /// Print the documented default configuration.
     PrintConfig,
 }
@@ -85,7 +89,8 @@ pub fn main() -> ExitCode {
             Command::Activate(args) => activate::activate(&state, args).await,
             Command::Run(args) => run::run(&state, args).await,
             Command::Status(args) => status::status(&state, args),
-            Command::Scan(args) => scan::scan(args),
+            Command::Scan(args) => scan::scan(args).await,
+            Command::Devices(args) => devices::devices(&state, args),
             Command::PrintConfig => Ok(Exit::Ok),
         }
     });

@@ -1,14 +1,19 @@
 //! `outpost-agent run [--config FILE]`: the daemon. Exits 0 on SIGTERM/SIGINT, 3 when the portal deleted it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing::{error, info};
 
 use super::Exit;
 use crate::config::{Config, DEFAULT_PATH};
+use crate::control;
+use crate::discovery::engine::{self, interfaces_to_watch, Shared};
+use crate::discovery::inventory::Inventory;
 use crate::identity::Identity;
 use crate::link::{Link, LinkExit, LinkParts};
 use crate::notify::Notifier;
@@ -42,6 +47,16 @@ pub async fn run(state: &StateDir, args: Args) -> anyhow::Result<Exit> {
         );
     };
     let store = Store::open(&state.db())?;
+    // Discovery: the stored inventory back in memory, one task per interface, the control socket.
+    let discovery = if config.discovery.enabled {
+        let mut inventory = Inventory::new();
+        store.for_each_device(|d| inventory.insert_stored(d))?;
+        info!(devices = inventory.len(), "inventory loaded");
+        Some(Shared::new(inventory))
+    } else {
+        info!("discovery is turned off in the configuration");
+        None
+    };
     let portal = PortalClient::new(
         &identity.portal,
         identity.portal_ca_pem.as_deref().map(str::as_bytes),
@@ -59,6 +74,22 @@ pub async fn run(state: &StateDir, args: Args) -> anyhow::Result<Exit> {
         // Keep the sender alive so receivers see `true`, not a closed channel.
         std::future::pending::<()>().await;
     });
+    let mut tasks = JoinSet::new();
+    if let Some(shared) = &discovery {
+        let interfaces = interfaces_to_watch(&config.interfaces);
+        tasks = engine::spawn(
+            config.discovery.clone(),
+            interfaces,
+            Arc::clone(shared),
+            shutdown.clone(),
+        );
+        let control = control::serve(state.control_socket(), Arc::clone(shared), shutdown.clone());
+        tasks.spawn(async move {
+            if let Err(e) = control.await {
+                error!(error = %e, "the control socket failed; `outpost-agent devices` cannot ask this daemon");
+            }
+        });
+    }
     let link = Link::new(LinkParts {
         runtime: RuntimeFile::new(state.runtime(), identity.name.clone()),
         identity_path: state.identity(),
@@ -68,8 +99,15 @@ pub async fn run(state: &StateDir, args: Args) -> anyhow::Result<Exit> {
         notifier: Notifier::from_env(),
         portal,
         shutdown,
+        discovery,
     })?;
-    match link.run().await? {
+    let exit = link.run().await?;
+    // The link returned: stop the discovery tasks (they watch the same shutdown signal, which a deletion
+    // does not set).
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    let _ = std::fs::remove_file(state.control_socket());
+    match exit {
         LinkExit::Shutdown => {
             info!("stopped");
             Ok(Exit::Ok)

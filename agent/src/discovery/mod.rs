@@ -13,6 +13,8 @@
 //!   address.
 //! - [`ssdp`]: SSDP M-SEARCH on one interface and the UPnP device descriptions of the devices that answer.
 //! - [`rdns`]: reverse DNS (PTR) names from the LAN's resolver, many at once, normalized.
+//! - [`inventory`]: devices keyed by (VLAN, MAC) in memory, events, online/offline hysteresis; pure.
+//! - [`engine`]: the daemon's discovery: one task per interface running all of the above into the inventory.
 //!
 //! ```text
 //!  targets ─▶ Sweep::poll(now) ─▶ Send(ip) ──▶ arp::request ─▶ Link::send ─▶ LAN
@@ -22,6 +24,8 @@
 
 pub mod arp;
 pub mod datalink;
+pub mod engine;
+pub mod inventory;
 pub mod mdns;
 pub mod oui;
 pub mod passive;

@@ -170,6 +170,22 @@ impl Default for SweepConfig {
     }
 }
 
+impl SweepConfig {
+    /// The default rate: 2,000 requests per second, raised for big networks so that one pass over
+    /// `addresses` takes about [`AUTO_PASS`], at most [`AUTO_MAX_PPS`] (a /16 gets about 21,800).
+    pub fn auto_rate(addresses: usize) -> u32 {
+        let per_pass = (addresses as f64 / AUTO_PASS.as_secs_f64()).ceil() as u32;
+        per_pass.clamp(AUTO_MIN_PPS, AUTO_MAX_PPS)
+    }
+}
+
+/// The automatic rate's floor (a /24 or /22 sweeps at this rate).
+pub const AUTO_MIN_PPS: u32 = 2_000;
+/// The automatic rate's ceiling: about 1.3 MB/s of broadcast ARP.
+pub const AUTO_MAX_PPS: u32 = 25_000;
+/// How long one pass may take before the automatic rate goes above its floor.
+pub const AUTO_PASS: Duration = Duration::from_secs(3);
+
 /// What the caller should do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -381,6 +397,14 @@ impl Sweep {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_automatic_rate_keeps_small_networks_gentle_and_big_ones_quick() {
+        assert_eq!(SweepConfig::auto_rate(253), 2_000);
+        assert_eq!(SweepConfig::auto_rate(1_022), 2_000);
+        assert_eq!(SweepConfig::auto_rate(65_534), 21_845);
+        assert_eq!(SweepConfig::auto_rate(1 << 20), AUTO_MAX_PPS);
+    }
 
     fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()

@@ -17,9 +17,11 @@ pub mod flight;
 pub mod verdict;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_cloud_link::backoff::Backoff;
+use outpost_cloud_link::inventory::{delta_reports, snapshot_part, PART_DEVICES};
 use outpost_cloud_link::outbox::{Outbox, OutboxError};
 use outpost_cloud_link::protocol::{Ack, AgentMessage, Envelope, Heartbeat, Hello, Presence};
 use outpost_cloud_link::session::{split_host_port, SessionConfig, SessionError};
@@ -30,6 +32,7 @@ use tokio::time::{interval_at, sleep_until, Instant, Interval, MissedTickBehavio
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
+use crate::discovery::engine::Shared;
 use crate::executor::{ExecError, Executor};
 use crate::hostinfo;
 use crate::identity::Identity;
@@ -48,7 +51,7 @@ const CHANNEL_CAPACITY: usize = 128;
 /// How long a clean shutdown tries to empty the outbox.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 /// What this agent can do, as told in every hello.
-pub const CAPABILITIES: [&str; 3] = ["rename", "cleanup", "ping"];
+pub const CAPABILITIES: [&str; 4] = ["rename", "cleanup", "ping", "discovery"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -86,6 +89,8 @@ pub struct LinkParts {
     pub portal: PortalClient,
     /// Becomes `true` (or is dropped) when the agent must stop.
     pub shutdown: watch::Receiver<bool>,
+    /// The discovery inventory to report (`None` with discovery turned off).
+    pub discovery: Option<Arc<Shared>>,
 }
 
 enum Ended {
@@ -118,6 +123,10 @@ pub struct Link {
     cmd_topic: String,
     heartbeat: Interval,
     watchdog: Option<Interval>,
+    discovery: Option<Arc<Shared>>,
+    /// Every `report_interval`: inventory changes are stored and queued as deltas.
+    report: Interval,
+    last_snapshot: u64,
 }
 
 /// Waits for the next watchdog tick, or forever when systemd wants none.
@@ -151,6 +160,7 @@ impl Link {
             notifier,
             portal,
             shutdown,
+            discovery,
         } = parts;
         let outbox = Outbox::open(store.outbox_log(), config.outbox_max_bytes)?;
         let mut session = SessionConfig::for_agent(
@@ -171,7 +181,15 @@ impl Link {
             i.set_missed_tick_behavior(MissedTickBehavior::Delay);
             i
         });
+        let mut report = interval_at(
+            now + config.discovery.report_interval,
+            config.discovery.report_interval,
+        );
+        report.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Ok(Self {
+            discovery,
+            report,
+            last_snapshot: 0,
             backoff: Backoff::new(config.reconnect_initial, config.reconnect_max),
             cmd_topic: topics::commands(&identity.agent_id),
             started: now,
@@ -293,6 +311,7 @@ impl Link {
                     None => return Ok(Ended::Lost(ConnectionError::RequestsDone)),
                 },
                 _ = self.heartbeat.tick() => self.queue_heartbeat()?,
+                _ = self.report.tick() => self.report_changes()?,
                 _ = tick(&mut self.watchdog) => self.notifier.watchdog(),
                 _ = self.shutdown.changed() => {
                     self.close(&client, &mut events, &mut flight, up).await?;
@@ -320,6 +339,7 @@ impl Link {
                 self.queue(AgentMessage::Presence(Presence { online: true }), true)?;
                 let hello = self.hello();
                 self.queue(AgentMessage::Hello(hello), false)?;
+                self.queue_snapshot()?;
                 self.set_link(LinkState::Up)?;
             }
             Event::Incoming(Packet::Publish(publish)) => {
@@ -356,6 +376,7 @@ impl Link {
 
     fn on_command(&mut self, payload: &[u8]) -> Result<(), LinkError> {
         let before = self.identity.name.clone();
+        let epoch_before = self.store.epoch()?;
         let handled = Executor {
             store: &self.store,
             outbox: &mut self.outbox,
@@ -366,6 +387,14 @@ impl Link {
         if let Some(done) = handled {
             if self.identity.name != before {
                 info!(name = %self.identity.name, "renamed");
+            }
+            if self.store.epoch()? != epoch_before {
+                // A cleanup: the store and outbox are wiped; forget the devices in memory too, tell the
+                // portal the (empty) inventory of the new epoch, and sweep again at once.
+                if let Some(shared) = &self.discovery {
+                    shared.clear();
+                }
+                self.queue_snapshot()?;
             }
             self.queue(
                 AgentMessage::Ack(Ack {
@@ -411,6 +440,7 @@ impl Link {
         up: bool,
     ) -> Result<(), LinkError> {
         info!("shutting down");
+        self.report_changes()?;
         self.queue(AgentMessage::Presence(Presence { online: false }), true)?;
         if !up {
             return Ok(());
@@ -459,6 +489,7 @@ impl Link {
             tokio::select! {
                 _ = sleep_until(until) => return Ok(false),
                 _ = self.heartbeat.tick() => self.queue_heartbeat()?,
+                _ = self.report.tick() => self.report_changes()?,
                 _ = tick(&mut self.watchdog) => self.notifier.watchdog(),
                 _ = self.shutdown.changed() => return Ok(true),
             }
@@ -532,8 +563,58 @@ impl Link {
             mac: facts.mac,
             local_ip: facts.local_ip.map(|ip| ip.to_string()),
             interfaces: facts.interfaces,
-            capabilities: CAPABILITIES.iter().map(|c| (*c).to_owned()).collect(),
+            capabilities: CAPABILITIES
+                .iter()
+                .filter(|c| **c != "discovery" || self.discovery.is_some())
+                .map(|c| (*c).to_owned())
+                .collect(),
         }
+    }
+
+    /// The whole inventory, in parts (on every connect and after a cleanup).
+    fn queue_snapshot(&mut self) -> Result<(), LinkError> {
+        let Some(shared) = self.discovery.clone() else {
+            return Ok(());
+        };
+        // Changes up to now are in the snapshot; store them, their events still go out as a delta.
+        self.report_changes()?;
+        let id = (chrono::Utc::now().timestamp_millis().max(0) as u64).max(self.last_snapshot + 1);
+        self.last_snapshot = id;
+        // A part at a time: a big inventory is never held twice in memory, nor as one JSON tree.
+        let keys = shared.keys();
+        let parts = keys.len().div_ceil(PART_DEVICES).max(1) as u32;
+        debug!(
+            snapshot = id,
+            devices = keys.len(),
+            parts,
+            "queueing an inventory snapshot"
+        );
+        for part in 0..parts {
+            let from = (part as usize * PART_DEVICES).min(keys.len());
+            let chunk = &keys[from..(from + PART_DEVICES).min(keys.len())];
+            let report = snapshot_part(id, part, parts, shared.devices_of(chunk));
+            self.queue(AgentMessage::Report(report), false)?;
+        }
+        Ok(())
+    }
+
+    /// Stores the devices that changed and queues them with their events as deltas.
+    fn report_changes(&mut self) -> Result<(), LinkError> {
+        let Some(shared) = self.discovery.clone() else {
+            return Ok(());
+        };
+        let (devices, events) = shared.take_changes();
+        if devices.is_empty() && events.is_empty() {
+            return Ok(());
+        }
+        self.store.put_devices(&devices)?;
+        for e in &events {
+            info!(event = e.kind.as_str(), mac = %e.mac, ip = ?e.ipv4, vlan = ?e.vlan, iface = %e.interface, "device");
+        }
+        for report in delta_reports(&devices, &events) {
+            self.queue(AgentMessage::Report(report), false)?;
+        }
+        Ok(())
     }
 
     fn queue_heartbeat(&mut self) -> Result<(), LinkError> {

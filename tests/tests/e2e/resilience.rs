@@ -114,7 +114,7 @@ async fn what_the_agent_queued_during_an_outage_survives_its_restart() -> Result
 async fn a_full_outbox_drops_the_oldest_and_the_portal_accounts_for_every_message() -> Result<()> {
     let portal = Portal::start().await?;
     // The smallest outbox the agent accepts, filled fast.
-    let config = "heartbeat_secs = 0.05\noutbox_max_bytes = 16384\nreconnect_initial_ms = 100\nreconnect_max_secs = 1\n";
+    let config = "heartbeat_secs = 0.05\noutbox_max_bytes = 16384\nreconnect_initial_ms = 100\nreconnect_max_secs = 1\n[discovery]\nenabled = false\n";
     let mut agent = Agent::with_config(config)?;
     let id = agent.activate_new(&portal)?;
     agent.start()?;
