@@ -60,7 +60,13 @@ struct Entry {
     /// 8,192 slots wide).
     device: Box<Device>,
     missed: u32,
+    /// `last_seen_ms` as last reported: a mere sighting is reported again only [`LAST_SEEN_EVERY_MS`]
+    /// later, so a LAN of busy devices does not resend its whole inventory after every probe.
+    reported_seen_ms: i64,
 }
+
+/// How stale a reported `last_seen_ms` may get before a sighting alone makes the device a change.
+pub const LAST_SEEN_EVERY_MS: i64 = 5 * 60 * 1000;
 
 /// Everything the agent knows about the devices on its segments.
 #[derive(Debug, Default)]
@@ -123,6 +129,7 @@ impl Inventory {
         self.devices.insert(
             key,
             Entry {
+                reported_seen_ms: device.last_seen_ms,
                 device: Box::new(device),
                 missed: 0,
             },
@@ -239,13 +246,16 @@ impl Inventory {
             Entry {
                 device: Box::new(device),
                 missed: 0,
+                reported_seen_ms: at_ms,
             }
         });
         let d = &mut entry.device;
         entry.missed = 0;
         d.last_seen_ms = d.last_seen_ms.max(at_ms);
+        let mut changed = !events.is_empty();
         if d.interface != seg.interface {
             d.interface = seg.interface.clone();
+            changed = true;
         }
         if !d.online {
             d.online = true;
@@ -266,16 +276,22 @@ impl Inventory {
         if let Some(rtt) = arp_rtt {
             d.arp_rtt_ms = Some(ms(rtt));
         }
-        let device = d.clone();
+        changed |= !events.is_empty();
+        if changed || d.last_seen_ms - entry.reported_seen_ms >= LAST_SEEN_EVERY_MS {
+            entry.reported_seen_ms = d.last_seen_ms;
+            self.dirty.insert(key);
+        }
+        if !events.is_empty() {
+            let device = (**d).clone();
+            for kind in events {
+                self.event(at_ms, &device, kind);
+            }
+        }
         if let Some(old) = moved_from {
             let slot = (seg.interface.clone(), old);
             if self.by_ip.get(&slot) == Some(&key) {
                 self.by_ip.remove(&slot);
             }
-        }
-        self.dirty.insert(key);
-        for kind in events {
-            self.event(at_ms, &device, kind);
         }
         if let Some(ip) = ip {
             self.by_ip.insert((seg.interface.clone(), ip), key);
@@ -286,11 +302,13 @@ impl Inventory {
         key
     }
 
-    /// An ICMP echo answer (the device is also `seen` by its ARP answer, or now).
+    /// An ICMP echo answer (the device is also `seen` by its ARP answer, or now). The RTT is reported with
+    /// the device's next change; only the first answer is a change by itself (it now answers ICMP).
     pub fn icmp_answer(&mut self, key: Key, rtt: Duration) {
         if let Some(e) = self.devices.get_mut(&key) {
-            e.device.icmp_rtt_ms = Some(ms(rtt));
-            self.dirty.insert(key);
+            if e.device.icmp_rtt_ms.replace(ms(rtt)).is_none() {
+                self.dirty.insert(key);
+            }
         }
     }
 
@@ -469,12 +487,16 @@ mod tests {
         );
         assert_eq!(d.arp_rtt_ms, Some(0.42));
 
+        // A mere sighting is not a change, until the reported last-seen time is stale.
         inv.seen(&s, MAC, Some(IP1), None, 200);
+        assert!(!inv.has_changes());
+        assert_eq!(inv.get(&key).unwrap().last_seen_ms, 200);
+        inv.seen(&s, MAC, Some(IP1), None, 100 + LAST_SEEN_EVERY_MS);
         let (devices, events) = inv.take_changes();
         assert!(events.is_empty());
-        assert_eq!(devices[0].last_seen_ms, 200);
+        assert_eq!(devices[0].last_seen_ms, 100 + LAST_SEEN_EVERY_MS);
 
-        inv.seen(&s, MAC, Some(IP2), None, 300);
+        inv.seen(&s, MAC, Some(IP2), None, 300 + LAST_SEEN_EVERY_MS);
         let (_, events) = inv.take_changes();
         assert_eq!(
             events[0].kind,
@@ -487,6 +509,12 @@ mod tests {
         assert_eq!(inv.key_by_ip("lan0", IP2), Some(key));
         assert_eq!(inv.key_by_ip("lan0", IP1), None);
         assert_eq!(inv.get(&key).unwrap().first_seen_ms, 100);
+        // The first ICMP answer is a change; later RTTs ride along with the next one.
+        inv.icmp_answer(key, Duration::from_micros(300));
+        assert_eq!(inv.take_changes().0.len(), 1);
+        inv.icmp_answer(key, Duration::from_micros(500));
+        assert!(!inv.has_changes());
+        assert_eq!(inv.get(&key).unwrap().icmp_rtt_ms, Some(0.5));
     }
 
     #[test]
