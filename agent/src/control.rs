@@ -43,35 +43,7 @@ pub enum ControlError {
 pub struct DevicesAnswer {
     pub devices: Vec<Device>,
     #[serde(default)]
-    pub interfaces: Vec<InterfaceStatusView>,
-}
-
-/// [`InterfaceStatus`] as read back by the client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InterfaceStatusView {
-    pub name: String,
-    #[serde(default)]
-    pub vlan: Option<u16>,
-    #[serde(default)]
-    pub tagged: bool,
-    pub state: String,
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub targets: Option<String>,
-}
-
-impl From<InterfaceStatus> for InterfaceStatusView {
-    fn from(s: InterfaceStatus) -> Self {
-        Self {
-            name: s.name,
-            vlan: s.vlan,
-            tagged: s.tagged,
-            state: s.state,
-            error: s.error,
-            targets: s.targets,
-        }
-    }
+    pub interfaces: Vec<InterfaceStatus>,
 }
 
 /// Binds the socket at `path` (replacing a stale one) and answers requests until `shutdown`.
@@ -136,8 +108,7 @@ async fn write_devices(
     write: &mut (impl AsyncWriteExt + Unpin),
     shared: &Shared,
 ) -> std::io::Result<()> {
-    let interfaces: Vec<InterfaceStatusView> =
-        shared.interfaces().into_iter().map(Into::into).collect();
+    let interfaces = shared.interfaces();
     let mut buf = b"{\"interfaces\":".to_vec();
     buf.extend(serde_json::to_vec(&interfaces).unwrap_or_else(|_| b"[]".to_vec()));
     buf.extend_from_slice(b",\"devices\":[");

@@ -6,7 +6,8 @@ use outpost_cloud_link::inventory::Device;
 use serde::Serialize;
 
 use super::Exit;
-use crate::control::{query_devices, InterfaceStatusView};
+use crate::control::query_devices;
+use crate::discovery::engine::InterfaceStatus;
 use crate::state_dir::StateDir;
 use crate::store::{Store, StoreError};
 
@@ -22,7 +23,7 @@ struct Listing {
     /// Where the list came from: the running daemon, or the database of a stopped agent.
     source: &'static str,
     devices: Vec<Device>,
-    interfaces: Vec<InterfaceStatusView>,
+    interfaces: Vec<InterfaceStatus>,
 }
 
 pub fn devices(state: &StateDir, args: Args) -> anyhow::Result<Exit> {

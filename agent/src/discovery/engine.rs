@@ -21,7 +21,7 @@ use std::time::Instant;
 use outpost_cloud_link::inventory::{
     Device, DeviceEvent, DeviceName, NameSource, Service, UpnpInfo,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{interval_at, sleep, Duration, Instant as TokioInstant, MissedTickBehavior};
@@ -43,19 +43,20 @@ const SSDP_WINDOW: Duration = Duration::from_secs(3);
 /// Heard frames waiting for the interface task, at most.
 const PASSIVE_QUEUE: usize = 1024;
 
-/// How one configured interface is doing, for `status` and the logs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// How one configured interface is doing, for `outpost-agent devices` and the logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterfaceStatus {
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vlan: Option<u16>,
+    #[serde(default)]
     pub tagged: bool,
-    /// `watching`, or `error` with [`Self::error`] saying why.
+    /// `starting`, `watching`, or `error` with [`Self::error`] saying why.
     pub state: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// What the sweeps cover.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<String>,
 }
 
