@@ -472,19 +472,28 @@ impl LabProcess {
         Ok(d)
     }
 
-    /// A DHCP client in `host` (busybox udhcpc) sending DISCOVERs with a hostname (option 12) and vendor
-    /// class (option 60) once a second for 20 s; there is no server.
-    pub fn dhcp_client(lab: &Lab, host: &HostInfo, hostname: &str, vendor: &str) -> Result<Self> {
+    /// A DHCP client in `host` (busybox udhcpc) sending `discovers` DISCOVERs, about two seconds apart,
+    /// with a hostname (option 12) and vendor class (option 60); there is no server.
+    pub fn dhcp_client(
+        lab: &Lab,
+        host: &HostInfo,
+        hostname: &str,
+        vendor: &str,
+        discovers: u32,
+    ) -> Result<Self> {
         let mut cmd = lab.host_exec(&host.ns, &["busybox", "udhcpc"]);
-        cmd.args(["-i", "eth0", "-f", "-n", "-t", "20", "-T", "1", "-A", "1"])
-            .args([
-                "-s",
-                "/bin/true",
-                "-x",
-                &format!("hostname:{hostname}"),
-                "-V",
-                vendor,
-            ]);
+        let discovers = discovers.to_string();
+        cmd.args([
+            "-i", "eth0", "-f", "-n", "-t", &discovers, "-T", "1", "-A", "1",
+        ])
+        .args([
+            "-s",
+            "/bin/true",
+            "-x",
+            &format!("hostname:{hostname}"),
+            "-V",
+            vendor,
+        ]);
         Self::start("udhcpc", cmd)
     }
 }

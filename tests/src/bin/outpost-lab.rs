@@ -98,7 +98,7 @@ fn run() -> Result<()> {
             (dns_host.ip, "dns.shop.example"),
         ],
     )?;
-    let _phone = LabProcess::dhcp_client(&lab, phone, "reception-phone", "android-dhcp-14")?;
+    let _phone = LabProcess::dhcp_client(&lab, phone, "reception-phone", "android-dhcp-14", 1800)?;
 
     let total: usize = lab.segments().iter().map(|s| s.hosts.len()).sum();
     let ready = serde_json::json!({

@@ -133,7 +133,6 @@ async fn the_portal_shows_every_device_of_two_vlans_with_names_vendors_and_liven
             (segs[0].hosts[30].ip, "camera-30.lab.example"),
         ],
     )?;
-    let dhcp = LabProcess::dhcp_client(&lab, &phone, "pixel-7", "android-dhcp-14")?;
 
     let portal = Portal::start_with(PortalOptions {
         listen: uplink.outside,
@@ -205,27 +204,43 @@ async fn the_portal_shows_every_device_of_two_vlans_with_names_vendors_and_liven
     assert!(devices.iter().all(|d| d["online"] == true));
 
     // Names with their sources, services and models.
+    // The phone asks for an address now that the agent listens (a DHCP client gives up after a while).
+    let dhcp = LabProcess::dhcp_client(&lab, &phone, "pixel-7", "android-dhcp-14", 30)?;
+    let missing = std::sync::Mutex::new(Vec::<&str>::new());
     let named = wait_for(
         "names from mDNS, SSDP, DHCP and DNS",
         Duration::from_secs(30),
         || async {
             let d = by_key(&portal.devices(&id, "vlan=10").await?);
-            let get = |h: &HostInfo| d.get(&(10, h.mac.clone())).cloned();
-            let (Some(t), Some(p), Some(n), Some(ph)) =
-                (get(&tv), get(&printer), get(&nas), get(&phone))
-            else {
-                return Ok(None);
-            };
-            let ready = name_from(&t, "mdns").is_some()
-                && name_from(&t, "dns").is_some()
-                && name_from(&p, "mdns").is_some()
-                && name_from(&n, "upnp").is_some()
-                && name_from(&ph, "dhcp").is_some();
+            let get = |h: &HostInfo| d.get(&(10, h.mac.clone())).cloned().unwrap_or(Value::Null);
+            let (t, p, n, ph) = (get(&tv), get(&printer), get(&nas), get(&phone));
+            let wanted = [
+                ("the TV's mDNS name", name_from(&t, "mdns")),
+                ("the TV's DNS name", name_from(&t, "dns")),
+                ("the printer's mDNS name", name_from(&p, "mdns")),
+                ("the NAS's UPnP name", name_from(&n, "upnp")),
+                ("the phone's DHCP name", name_from(&ph, "dhcp")),
+            ];
+            let absent: Vec<&str> = wanted
+                .iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(w, _)| *w)
+                .collect();
+            let ready = absent.is_empty();
+            if let Ok(mut m) = missing.lock() {
+                *m = absent;
+            }
             Ok(ready.then_some((t, p, n, ph)))
         },
     )
     .await
-    .with_context(|| agent.log_tail())?;
+    .with_context(|| {
+        format!(
+            "still missing: {:?}\n{}",
+            missing.lock().map(|m| m.clone()).unwrap_or_default(),
+            agent.log_tail()
+        )
+    })?;
     dns.check_alive()?;
     let (t, p, n, ph) = named;
     assert_eq!(
