@@ -7,6 +7,7 @@
 //! - [`session`]: MQTT 3.1.1 over TLS options (rumqttc + rustls with the `ring` provider, TCP_NODELAY on).
 //! - [`enrollment`]: the agent's HTTPS calls to the portal (activation, status) and their JSON.
 //! - [`inventory`]: the device inventory both sides share: device records, events, snapshot and delta reports.
+//! - [`control`]: device control: device ids, power outlets and actions, block records, error codes.
 //! - [`backoff`]: jittered exponential reconnect backoff, pure and testable.
 //! - [`outbox`]: the agent's bounded, persistent FIFO of messages that leave only after the broker's PUBACK;
 //!   storage is a narrow trait so the agent keeps its one store module.
@@ -14,6 +15,7 @@
 
 pub mod agent_id;
 pub mod backoff;
+pub mod control;
 pub mod enrollment;
 pub mod inventory;
 pub mod outbox;

@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::control::{DeviceRef, OutletBinding, PowerAction};
 use crate::topics::UpKind;
 
 /// The protocol version this build speaks.
@@ -189,9 +190,24 @@ pub struct Hello {
     pub local_ip: Option<String>,
     #[serde(default)]
     pub interfaces: Vec<Interface>,
-    /// What this agent can do (`"cleanup"`, `"rename"`, later `"discovery"`, `"block"`, …).
+    /// What this agent can do (`"cleanup"`, `"rename"`, `"discovery"`, `"block"`, `"power"`, …).
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// The LAN segments the agent watches (its configured interfaces), so the portal knows which devices
+    /// sit on a tagged VLAN before anyone tries to block one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<Segment>,
+}
+
+/// One LAN segment the agent watches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub interface: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    /// A tagged VLAN sub-interface: a box cannot block devices on it.
+    #[serde(default)]
+    pub tagged: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,6 +228,9 @@ pub struct Heartbeat {
 pub struct Ack {
     pub command_id: u64,
     pub outcome: Outcome,
+    /// What a successful command has to say (a power command's state read back, a block's record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
 }
 
 /// How a command ended on the agent.
@@ -219,7 +238,30 @@ pub struct Ack {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Outcome {
     Done,
-    Failed { message: String },
+    Failed {
+        message: String,
+        /// A stable machine-readable code (`control::codes`) where the failure has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
+    },
+}
+
+impl Outcome {
+    /// A failure without a code.
+    pub fn failed(message: impl Into<String>) -> Self {
+        Outcome::Failed {
+            message: message.into(),
+            code: None,
+        }
+    }
+
+    /// A failure with one of the `control::codes`.
+    pub fn failed_with(code: &str, message: impl Into<String>) -> Self {
+        Outcome::Failed {
+            message: message.into(),
+            code: Some(code.to_owned()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -266,6 +308,21 @@ pub enum Command {
     Cleanup { epoch: u64 },
     /// Do nothing but acknowledge (round-trip checks and benchmarks).
     Ping,
+    /// Pause the device's internet access until unblocked (also across agent restarts).
+    Block {
+        device: DeviceRef,
+        /// The device's IPv4 address as the portal last saw it, used when the agent has not seen it itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ipv4: Option<std::net::Ipv4Addr>,
+    },
+    /// Give the device its internet access back.
+    Unblock { device: DeviceRef },
+    /// Switch the device's power through the outlet it is bound to.
+    Power {
+        device: DeviceRef,
+        action: PowerAction,
+        binding: OutletBinding,
+    },
 }
 
 impl Command {
@@ -274,6 +331,9 @@ impl Command {
             Command::Rename { .. } => "rename",
             Command::Cleanup { .. } => "cleanup",
             Command::Ping => "ping",
+            Command::Block { .. } => "block",
+            Command::Unblock { .. } => "unblock",
+            Command::Power { .. } => "power",
         }
     }
 }
@@ -296,6 +356,11 @@ mod tests {
                 addrs: vec!["192.0.2.7/24".into()],
             }],
             capabilities: vec!["cleanup".into()],
+            segments: vec![Segment {
+                interface: "lan0.20".into(),
+                vlan: Some(20),
+                tagged: true,
+            }],
         })
     }
 
@@ -311,9 +376,8 @@ mod tests {
             }),
             AgentMessage::Ack(Ack {
                 command_id: 9,
-                outcome: Outcome::Failed {
-                    message: "x".into(),
-                },
+                outcome: Outcome::failed_with("timeout", "x"),
+                result: Some(serde_json::json!({"state": "on"})),
             }),
             AgentMessage::Report(Report {
                 kind: "devices".into(),
@@ -375,10 +439,40 @@ mod tests {
             },
             Command::Cleanup { epoch: 2 },
             Command::Ping,
+            Command::Block {
+                device: "aa:bb:cc:dd:ee:01@10".parse().unwrap(),
+                ipv4: Some([192, 0, 2, 9].into()),
+            },
+            Command::Unblock {
+                device: "aa:bb:cc:dd:ee:01".parse().unwrap(),
+            },
+            Command::Power {
+                device: "aa:bb:cc:dd:ee:01".parse().unwrap(),
+                action: PowerAction::Cycle,
+                binding: OutletBinding {
+                    outlet: crate::control::Outlet::WakeOnLan { secureon: None },
+                    cycle_delay_secs: 2,
+                },
+            },
         ] {
             let env = CommandEnvelope::new(7, cmd);
             assert_eq!(CommandEnvelope::decode(&env.encode()).unwrap(), env);
         }
+    }
+
+    #[test]
+    fn an_old_failure_without_a_code_still_reads() {
+        let raw = br#"{"v":1,"seq":4,"epoch":0,"at_ms":1,
+            "msg":{"type":"ack","command_id":3,"outcome":{"status":"failed","message":"no"}}}"#;
+        let env = Envelope::decode(UpKind::Ack, raw).unwrap();
+        assert_eq!(
+            env.msg,
+            AgentMessage::Ack(Ack {
+                command_id: 3,
+                outcome: Outcome::failed("no"),
+                result: None
+            })
+        );
     }
 
     #[test]
