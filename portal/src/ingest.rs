@@ -6,7 +6,12 @@
 //! latest-report-per-kind table: each is applied in one transaction that first re-checks the data epoch.
 //! A body that does not fit its kind is logged and dropped; a device or event with a bad MAC or VLAN is
 //! skipped (logged) and the rest of the report applied.
+//!
+//! The `blocks` report (`control::BLOCKS_REPORT`) replaces the agent's blocked devices, also in one
+//! epoch-checked transaction. The hello's `segments` are configuration (like its platform): stored whatever
+//! the epoch, and kept across cleanups.
 
+use outpost_cloud_link::control::{BlocksReport, BLOCKS_REPORT};
 use outpost_cloud_link::inventory::{normalize_mac, Device, DeviceEvent, InventoryReport};
 use outpost_cloud_link::protocol::{AgentMessage, Envelope, Hello};
 use outpost_cloud_link::AgentId;
@@ -16,7 +21,7 @@ use tracing::{debug, info, warn};
 use crate::app::{App, OpError};
 use crate::store::agents::{self, AgentRow, HelloFacts};
 use crate::store::devices::{self, PartOutcome};
-use crate::store::{commands, reports, StoreError};
+use crate::store::{commands, controls, reports, StoreError};
 
 /// What happened to one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +98,9 @@ pub async fn handle(app: &App, agent: &AgentId, env: Envelope) -> Result<Disposi
                     "report from another data epoch dropped");
                 return Ok(Disposition::StaleEpoch);
             }
+            if report.kind == BLOCKS_REPORT {
+                return on_blocks(app, agent, env.seq, env.epoch, report.body).await;
+            }
             match InventoryReport::from_report(&report) {
                 Ok(Some(inventory)) => {
                     on_inventory(app, agent, env.seq, env.epoch, inventory).await
@@ -111,6 +119,30 @@ pub async fn handle(app: &App, agent: &AgentId, env: Envelope) -> Result<Disposi
             }
         }
     }
+}
+
+/// Replaces the agent's blocked devices with a `blocks` report.
+async fn on_blocks(
+    app: &App,
+    agent: &AgentId,
+    seq: u64,
+    epoch: u64,
+    body: serde_json::Value,
+) -> Result<Disposition, OpError> {
+    let report: BlocksReport = match serde_json::from_value(body) {
+        Ok(report) => report,
+        Err(e) => {
+            warn!(agent = %agent, seq, kind = BLOCKS_REPORT, error = %e, "malformed blocks report dropped");
+            return Ok(Disposition::Malformed);
+        }
+    };
+    let blocks = report.blocks.len();
+    if !app.apply_blocks_report(agent, epoch, report).await? {
+        debug!(agent = %agent, seq, epoch, "blocks report of a data epoch a cleanup just ended dropped");
+        return Ok(Disposition::StaleEpoch);
+    }
+    info!(agent = %agent, seq, blocks, "blocked devices reported");
+    Ok(Disposition::Applied)
 }
 
 /// Applies a snapshot part or a delta in one transaction.
@@ -241,6 +273,7 @@ async fn on_hello(
             local_ip: hello.local_ip.as_deref(),
         };
         agents::set_hello(&mut conn, agent, &facts).await?;
+        controls::set_segments(&mut conn, agent, &hello.segments).await?;
         // The portal's name wins: if the agent knows another one and no rename is on its way, send one.
         if hello.name != row.name {
             let pending = commands::pending(&mut conn, agent).await?;

@@ -10,6 +10,7 @@
 //! - [`clock`]: the [`clock::Clock`] every time-dependent rule reads (system, dev-settable, manual).
 //! - [`codes`]: activation codes (Crockford base32 with a check character), pure.
 //! - [`secrets`]: agent ids, agent secrets and API tokens, stored only hashed.
+//! - [`passwords`]: passwords people choose (site owners), PBKDF2-hashed.
 //! - [`lifecycle`]: the subscription rules, pure: state + action + time → transition.
 //! - [`app`]: the operations (activation, rename, cleanup, delete, lifecycle, commands) combining store,
 //!   broker and link.
@@ -26,6 +27,7 @@ pub mod codes;
 pub mod ingest;
 pub mod lifecycle;
 pub mod link;
+pub mod passwords;
 pub mod paths;
 pub mod pki;
 pub mod secrets;

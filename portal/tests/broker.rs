@@ -295,6 +295,7 @@ fn hello() -> AgentMessage {
         local_ip: None,
         interfaces: Vec::new(),
         capabilities: vec!["cleanup".into()],
+        segments: Vec::new(),
     })
 }
 

@@ -1,19 +1,22 @@
 //! Operator routes on an agent's device inventory: `GET /agents/{id}/devices` and `GET /agents/{id}/events`,
-//! filtered, paged with an opaque cursor (`next_cursor` of one page is the `cursor` of the next).
+//! filtered, paged with an opaque cursor (`next_cursor` of one page is the `cursor` of the next), and
+//! `GET /agents/{id}/devices/{device}`. Every device carries the portal's control view
+//! ([`super::views::device_view`]).
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use outpost_cloud_link::control::DeviceRef;
 use outpost_cloud_link::inventory::{normalize_mac, EventKind};
 use serde::Deserialize;
 
 use super::auth::Operator;
 use super::error::AppError;
-use super::views::{DeviceList, EventList};
+use super::views::{device_view, DeviceList, EventList};
 use super::ApiState;
-use crate::app::App;
+use crate::app::{App, OpError};
 use crate::store::devices::{DeviceFilter, DeviceKey, EventFilter, NO_VLAN};
 
 /// Default and largest page size of both lists.
@@ -187,11 +190,31 @@ pub async fn list(
         .app
         .devices(&id, &filter, after.as_ref(), limit)
         .await?;
+    let facts = state.app.control_facts(&id).await?;
     Ok(Json(DeviceList {
-        devices: page.devices.into_iter().map(|d| d.record).collect(),
+        devices: page
+            .devices
+            .into_iter()
+            .map(|d| {
+                let control = facts.device(&d);
+                device_view(d.record, &control)
+            })
+            .collect(),
         next_cursor: page.next.as_ref().map(device_cursor),
         total: page.total,
     }))
+}
+
+/// `GET /agents/{id}/devices/{device}`: one device (`MAC` or `MAC@VLAN`) with its control view.
+pub async fn get(
+    _: Operator,
+    State(state): State<ApiState>,
+    Path((id, device)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let id = App::parse_agent_id(&id)?;
+    let device: DeviceRef = device.parse().map_err(OpError::from)?;
+    let (row, control) = state.app.device(&id, &device).await?;
+    Ok(Json(device_view(row.record, &control)))
 }
 
 fn parse_kinds(raw: &Option<String>) -> Result<Vec<String>, AppError> {

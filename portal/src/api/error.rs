@@ -66,6 +66,13 @@ impl AppError {
                 O::BadCredentials => (StatusCode::UNAUTHORIZED, "bad_credentials"),
                 O::AgentDeleted => (StatusCode::GONE, "agent_deleted"),
                 O::AgentConnected => (StatusCode::CONFLICT, "agent_connected"),
+                O::BadDeviceId(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+                O::UnknownDevice { .. } | O::UnknownOutlet { .. } => {
+                    (StatusCode::NOT_FOUND, "not_found")
+                }
+                O::NoOutlet { .. } => (StatusCode::CONFLICT, "no_outlet"),
+                O::ActionUnsupported { .. } => (StatusCode::CONFLICT, "action_unsupported"),
+                O::AgentOffline(_) => (StatusCode::CONFLICT, "agent_offline"),
                 O::Lifecycle(LifecycleError::InvalidState { .. }) => {
                     (StatusCode::CONFLICT, "invalid_state")
                 }

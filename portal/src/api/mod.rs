@@ -3,7 +3,10 @@
 //!
 //! - [`agent_facing`]: `POST /activate`, `GET /agent/status`.
 //! - [`agents`]: operator routes on agents; [`commands`]: commands; [`devices`]: an agent's device inventory
-//!   and device events; [`account`]: history, codes, dev clock.
+//!   and device events; [`control`]: blocking, unblocking and powering a device, its outlet binding;
+//!   [`account`]: history, codes, dev clock.
+//! - [`owner`]: owner access (the operator's owner settings and device flags, the owner's JSON API under
+//!   `/owner`, and the owner's pages under `/owner` outside the API prefix).
 //! - [`auth`], [`rate_limit`], [`error`], [`views`] (JSON shapes), [`openapi`] (the served document).
 
 pub mod account;
@@ -11,9 +14,11 @@ pub mod agent_facing;
 pub mod agents;
 pub mod auth;
 pub mod commands;
+pub mod control;
 pub mod devices;
 pub mod error;
 pub mod openapi;
+pub mod owner;
 pub mod rate_limit;
 pub mod views;
 
@@ -89,9 +94,79 @@ fn build(options: ApiOptions) -> Routes {
     .add("get", "/agents/{id}/data", get, agents::data)
     .add("get", "/agents/{id}/devices", get, devices::list)
     .add("get", "/agents/{id}/events", get, devices::events)
+    .add("get", "/agents/{id}/devices/{device}", get, devices::get)
+    .add(
+        "post",
+        "/agents/{id}/devices/{device}/block",
+        post,
+        control::block,
+    )
+    .add(
+        "post",
+        "/agents/{id}/devices/{device}/unblock",
+        post,
+        control::unblock,
+    )
+    .add(
+        "post",
+        "/agents/{id}/devices/{device}/power",
+        post,
+        control::power,
+    )
+    .add(
+        "put",
+        "/agents/{id}/devices/{device}/power-outlet",
+        put,
+        control::put_outlet,
+    )
+    .add(
+        "get",
+        "/agents/{id}/devices/{device}/power-outlet",
+        get,
+        control::get_outlet,
+    )
+    .add(
+        "delete",
+        "/agents/{id}/devices/{device}/power-outlet",
+        delete,
+        control::delete_outlet,
+    )
     .add("post", "/agents/{id}/commands", post, commands::create)
     .add("get", "/agents/{id}/commands", get, commands::list)
     .add("get", "/agents/{id}/commands/{cid}", get, commands::get)
+    .add("put", "/agents/{id}/owner", put, owner::operator::put_owner)
+    .add("get", "/agents/{id}/owner", get, owner::operator::get_owner)
+    .add(
+        "put",
+        "/agents/{id}/devices/{device}/owner-flags",
+        put,
+        owner::operator::put_flags,
+    )
+    .add(
+        "get",
+        "/agents/{id}/devices/{device}/owner-flags",
+        get,
+        owner::operator::get_flags,
+    )
+    .add("get", "/owner/devices", get, owner::json::devices)
+    .add(
+        "post",
+        "/owner/agents/{id}/devices/{device}/block",
+        post,
+        owner::json::block,
+    )
+    .add(
+        "post",
+        "/owner/agents/{id}/devices/{device}/unblock",
+        post,
+        owner::json::unblock,
+    )
+    .add(
+        "post",
+        "/owner/agents/{id}/devices/{device}/power",
+        post,
+        owner::json::power,
+    )
     .add("get", "/history", get, account::history)
     .add("post", "/activation-codes", post, account::create_code);
     if options.dev_clock {
@@ -108,10 +183,12 @@ async fn no_route() -> AppError {
 /// The whole API, mounted at [`PREFIX`].
 pub fn router(app: App, limiter: Arc<ActivationLimiter>, options: ApiOptions) -> Router {
     let api = build(options).router.fallback(no_route);
+    let owner_pages = owner::pages::router(app.clone());
     Router::new()
         .nest(PREFIX, api)
         .fallback(no_route)
         .with_state(ApiState { app, limiter })
+        .merge(owner_pages)
 }
 
 /// Every (lower-case method, path under [`PREFIX`]) the router serves with these options.

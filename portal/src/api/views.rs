@@ -87,6 +87,10 @@ pub struct CommandView {
     pub created_at: String,
     pub acked_at: Option<String>,
     pub message: Option<String>,
+    /// A failure's machine-readable code (`control::codes`), when the agent gave one.
+    pub code: Option<String>,
+    /// What the acknowledgement had to say (a power command's state, a block's record).
+    pub result: Option<serde_json::Value>,
 }
 
 impl From<&CommandRow> for CommandView {
@@ -98,6 +102,8 @@ impl From<&CommandRow> for CommandView {
             created_at: time(c.created_at),
             acked_at: opt_time(c.acked_at),
             message: c.message.clone(),
+            code: c.code.clone(),
+            result: c.result.clone(),
         }
     }
 }
@@ -155,7 +161,64 @@ pub struct AgentData {
     pub reports: Vec<ReportView>,
 }
 
-/// `GET /agents/{id}/devices`: each device is the record as the agent sent it.
+/// A device as the API shows it: the record as the agent sent it plus the portal's control view:
+/// `id` (the device id of the control routes), `blocked`, `block`, `blockable`, `unblockable_reason` and
+/// `power_outlet` (the outlet type, or `null`).
+pub fn device_view(
+    mut record: serde_json::Value,
+    control: &crate::app::control::DeviceControl,
+) -> serde_json::Value {
+    if let Some(object) = record.as_object_mut() {
+        let fields = [
+            ("id", control.device.id().into()),
+            ("blocked", control.blocked.into()),
+            (
+                "block",
+                serde_json::to_value(&control.block).unwrap_or_default(),
+            ),
+            ("blockable", control.blockable.into()),
+            ("unblockable_reason", control.unblockable_reason.into()),
+            (
+                "power_outlet",
+                control
+                    .power_outlet
+                    .as_ref()
+                    .map(|b| b.outlet.kind())
+                    .into(),
+            ),
+        ];
+        for (key, value) in fields {
+            object.insert(key.to_owned(), value);
+        }
+    }
+    record
+}
+
+/// A device's outlet binding, secrets redacted: the binding's fields plus who set it when.
+#[derive(Debug, Serialize)]
+pub struct OutletView {
+    pub device: String,
+    #[serde(flatten)]
+    pub binding: outpost_cloud_link::control::OutletBinding,
+    pub updated_at: String,
+    pub updated_by: String,
+}
+
+impl OutletView {
+    pub fn new(
+        device: &outpost_cloud_link::control::DeviceRef,
+        o: &crate::app::control::OutletInfo,
+    ) -> Self {
+        Self {
+            device: device.id(),
+            binding: o.binding.clone(),
+            updated_at: time(o.updated_at),
+            updated_by: o.updated_by.clone(),
+        }
+    }
+}
+
+/// `GET /agents/{id}/devices`: each device is the record as the agent sent it plus its control view.
 #[derive(Debug, Serialize)]
 pub struct DeviceList {
     pub devices: Vec<serde_json::Value>,

@@ -10,7 +10,7 @@ use crate::lifecycle::{self, Action, BrokerEffect, Status, Transition};
 use crate::store::agents::{self, AgentRow};
 use crate::store::history::{self, Entry, Line};
 use crate::store::reports::{self, ReportRow};
-use crate::store::{commands, devices, StoreError};
+use crate::store::{commands, devices, owners, StoreError};
 
 impl App {
     pub async fn list_agents(
@@ -65,6 +65,8 @@ impl App {
         let mut tx = self.store().begin().await?;
         let removed = reports::delete_all(&mut tx, id).await?;
         let inventory = devices::delete_all(&mut tx, id).await?;
+        // Owner flags are data like the inventory; the owner email and switch are configuration and stay.
+        owners::delete_flags(&mut tx, id).await?;
         let epoch = agents::bump_epoch(&mut tx, id).await?;
         let cmd = Command::Cleanup { epoch };
         let command_id = commands::insert(&mut tx, id, &cmd, now).await?;
@@ -102,6 +104,7 @@ impl App {
         let now = self.now();
         let mut tx = self.store().begin().await?;
         let inventory = devices::delete_all(&mut tx, id).await?;
+        owners::delete_agent(&mut tx, id).await?;
         agents::delete_with_tombstone(&mut tx, &agent, now).await?;
         history::append(
             &mut tx,

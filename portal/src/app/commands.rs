@@ -14,6 +14,13 @@ use crate::store::StoreError;
 /// Longest `wait_ms` a caller may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
+/// A power command still pending this long after it was queued is not sent again at the agent's next
+/// hello but failed with [`EXPIRED`]: switching power minutes or hours after someone asked would surprise.
+pub const POWER_RESEND_WINDOW: Duration = Duration::from_secs(300);
+
+/// The code of a command the portal gave up on before the agent acknowledged it.
+pub const EXPIRED: &str = "expired";
+
 impl App {
     /// Sends one command; a failure leaves it pending (it is sent again on the agent's next hello).
     pub(crate) async fn send(&self, agent: &AgentId, id: u64, cmd: &Command) -> bool {
@@ -53,7 +60,14 @@ impl App {
             commands::pending(&mut conn, agent).await?
         };
         let mut sent = 0;
+        let window =
+            chrono::Duration::from_std(POWER_RESEND_WINDOW).unwrap_or(chrono::Duration::MAX);
         for cmd in &pending {
+            if matches!(cmd.command, Command::Power { .. }) && self.now() - cmd.created_at > window
+            {
+                self.expire(agent, cmd).await?;
+                continue;
+            }
             if self.send(agent, cmd.id, &cmd.command).await {
                 sent += 1;
             }
@@ -62,6 +76,20 @@ impl App {
             info!(agent = %agent, pending = pending.len(), sent, "pending commands re-sent after hello");
         }
         Ok(sent)
+    }
+
+    /// Fails a pending command the agent never acknowledged with [`EXPIRED`] (if the agent did run it, its
+    /// acknowledgement still arrives and wins).
+    async fn expire(&self, agent: &AgentId, cmd: &CommandRow) -> Result<(), OpError> {
+        let minutes = POWER_RESEND_WINDOW.as_secs() / 60;
+        let outcome = Outcome::failed_with(
+            EXPIRED,
+            format!("not delivered within {minutes} minutes (the agent was offline), so not sent late; send it again if it is still wanted"),
+        );
+        let mut conn = self.store().conn().await?;
+        commands::ack(&mut conn, agent, cmd.id, &outcome, None, self.now()).await?;
+        info!(agent = %agent, command_id = cmd.id, kind = %cmd.kind, "pending command expired instead of being sent late");
+        Ok(())
     }
 
     /// Queues `cmd` for the agent (outside any other change), sends it if online, and returns its id.
@@ -83,14 +111,26 @@ impl App {
         wait: Duration,
     ) -> Result<CommandRow, OpError> {
         self.agent(agent).await?;
-        let wait = wait.min(MAX_WAIT);
         let id = {
             let mut conn = self.store().conn().await?;
             commands::insert(&mut conn, agent, &cmd, self.now()).await?
         };
+        self.deliver_and_wait(agent, id, &cmd, wait).await
+    }
+
+    /// Sends a queued command if the agent is online, waits up to `wait` (at most [`MAX_WAIT`]) for its
+    /// acknowledgement and returns the command as it is then.
+    pub(crate) async fn deliver_and_wait(
+        &self,
+        agent: &AgentId,
+        id: u64,
+        cmd: &Command,
+        wait: Duration,
+    ) -> Result<CommandRow, OpError> {
+        let wait = wait.min(MAX_WAIT);
         // Register before sending so an acknowledgement that beats us here still wakes us.
         let notify = (!wait.is_zero()).then(|| self.waiter(id));
-        self.send_if_online(agent, id, &cmd).await;
+        self.send_if_online(agent, id, cmd).await;
         if let Some(notify) = notify {
             let acked = tokio::time::timeout(wait, notify.notified()).await.is_ok();
             self.forget_waiter(id);
@@ -122,19 +162,28 @@ impl App {
 
     /// Records an acknowledgement from the agent and wakes anyone waiting for it.
     pub async fn record_ack(&self, agent: &AgentId, ack: &Ack) -> Result<(), StoreError> {
-        let failed = match &ack.outcome {
-            Outcome::Done => None,
-            Outcome::Failed { message } => Some(message.as_str()),
-        };
         let row = {
             let mut conn = self.store().conn().await?;
-            commands::ack(&mut conn, agent, ack.command_id, failed, self.now()).await?
+            commands::ack(
+                &mut conn,
+                agent,
+                ack.command_id,
+                &ack.outcome,
+                ack.result.as_ref(),
+                self.now(),
+            )
+            .await?
         };
         match row {
             Some(row) => {
                 debug!(agent = %agent, command_id = row.id, kind = %row.kind, status = %row.status, "command acknowledged");
-                if let Some(message) = failed {
-                    info!(agent = %agent, command_id = row.id, kind = %row.kind, message, "command failed on the agent");
+                if let Outcome::Failed { message, code } = &ack.outcome {
+                    info!(agent = %agent, command_id = row.id, kind = %row.kind, message = %message,
+                        code = code.as_deref().unwrap_or(""), "command failed on the agent");
+                }
+                if let Err(e) = self.apply_control_ack(agent, &row, ack).await {
+                    warn!(agent = %agent, command_id = row.id, error = %e,
+                        "block state not updated from the acknowledgement; the agent's next blocks report will");
                 }
                 self.wake_waiter(row.id);
             }

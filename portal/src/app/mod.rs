@@ -5,13 +5,20 @@
 //! - [`agents`]: rename, cleanup, delete, the subscription lifecycle and the sweep.
 //! - [`commands`]: queueing and sending commands, acknowledgements and waiting for them.
 //! - [`devices`]: reading an agent's device inventory and device events.
+//! - [`owner`]: owner access: an agent's owner and per-device flags, what a signed-in owner sees and may do;
+//!   [`owner_auth`]: owner accounts, invitation links, passwords, sessions and CSRF tokens.
+//! - [`control`]: device control: block, unblock, power, outlet bindings, what a device allows.
 
 pub mod activation;
 pub mod agents;
 pub mod commands;
+pub mod control;
 pub mod devices;
+pub mod owner;
+pub mod owner_auth;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -77,6 +84,21 @@ pub enum OpError {
     #[error("the agent is connected; stop or disconnect it first, then delete it")]
     AgentConnected,
     #[error(transparent)]
+    BadDeviceId(#[from] outpost_cloud_link::control::BadDeviceId),
+    #[error("agent {agent} has no device {device}; GET /api/v1/agents/{agent}/devices lists the devices it reported")]
+    UnknownDevice { agent: String, device: String },
+    #[error("device {device} has no power outlet; bind one first with PUT /api/v1/agents/{agent}/devices/{device}/power-outlet")]
+    NoOutlet { agent: String, device: String },
+    #[error("device {device} has no power outlet binding; set one with PUT /api/v1/agents/{agent}/devices/{device}/power-outlet")]
+    UnknownOutlet { agent: String, device: String },
+    #[error("a {kind} outlet cannot do {action}; it can only turn the device on (bind another outlet type to switch it off or cycle it)")]
+    ActionUnsupported {
+        kind: &'static str,
+        action: &'static str,
+    },
+    #[error("agent {0} is offline; power actions are only sent to a connected agent so they cannot run later by surprise; try again once it is online")]
+    AgentOffline(String),
+    #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
     #[error("the broker did not accept the change: {0}")]
     Broker(#[from] BrokerError),
@@ -101,6 +123,10 @@ impl Actor {
     }
     pub fn agent() -> Self {
         Self("agent".into())
+    }
+    /// A site owner signed in with `email` (owner access).
+    pub fn owner(email: &str) -> Self {
+        Self(format!("owner:{email}"))
     }
     pub fn system() -> Self {
         Self("system".into())
@@ -142,6 +168,8 @@ struct Inner {
     deps: Deps,
     /// Waiters for command acknowledgements, by command id.
     waiters: Mutex<HashMap<u64, Arc<Notify>>>,
+    /// PBKDF2 cost of new owner passwords (see `owner_auth`).
+    owner_password_iterations: AtomicU32,
 }
 
 impl App {
@@ -150,6 +178,7 @@ impl App {
             inner: Arc::new(Inner {
                 deps,
                 waiters: Mutex::new(HashMap::new()),
+                owner_password_iterations: AtomicU32::new(crate::passwords::DEFAULT_ITERATIONS),
             }),
         }
     }

@@ -1,7 +1,7 @@
 //! Commands queued for agents: `pending` until the agent acknowledges them `done` or `failed`.
 
 use chrono::{DateTime, Utc};
-use outpost_cloud_link::protocol::Command;
+use outpost_cloud_link::protocol::{Command, Outcome};
 use outpost_cloud_link::AgentId;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
@@ -19,12 +19,18 @@ pub struct CommandRow {
     pub created_at: DateTime<Utc>,
     pub acked_at: Option<DateTime<Utc>>,
     pub message: Option<String>,
+    /// A failure's machine-readable code (`control::codes`), when the agent gave one.
+    pub code: Option<String>,
+    /// What the acknowledgement had to say (`Ack::result`).
+    pub result: Option<serde_json::Value>,
 }
 
-const COLUMNS: &str = "id, agent_id, kind, body, status, created_at, acked_at, message";
+const COLUMNS: &str =
+    "id, agent_id, kind, body, status, created_at, acked_at, message, code, result";
 
 fn from_row(row: &SqliteRow) -> Result<CommandRow, StoreError> {
     let body: String = row.try_get("body")?;
+    let result: Option<String> = row.try_get("result")?;
     Ok(CommandRow {
         id: to_u64("id", row.try_get("id")?)?,
         agent_id: row.try_get("agent_id")?,
@@ -35,6 +41,11 @@ fn from_row(row: &SqliteRow) -> Result<CommandRow, StoreError> {
         created_at: from_ms(row.try_get("created_at")?)?,
         acked_at: opt_from_ms(row.try_get("acked_at")?)?,
         message: row.try_get("message")?,
+        code: row.try_get("code")?,
+        result: result
+            .map(|r| serde_json::from_str(&r))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("command result: {e}")))?,
     })
 }
 
@@ -102,22 +113,28 @@ pub async fn pending(conn: &mut Conn, agent: &AgentId) -> Result<Vec<CommandRow>
     rows.iter().map(from_row).collect()
 }
 
-/// Records an acknowledgement; returns the command if it belongs to the agent.
+/// Records an acknowledgement (its outcome and result); returns the command if it belongs to the agent.
 pub async fn ack(
     conn: &mut Conn,
     agent: &AgentId,
     id: u64,
-    failed: Option<&str>,
+    outcome: &Outcome,
+    result: Option<&serde_json::Value>,
     now: DateTime<Utc>,
 ) -> Result<Option<CommandRow>, StoreError> {
-    let status = if failed.is_some() { "failed" } else { "done" };
+    let (status, message, code) = match outcome {
+        Outcome::Done => ("done", None, None),
+        Outcome::Failed { message, code } => ("failed", Some(message), code.as_ref()),
+    };
     let row = sqlx::query(&format!(
-        "UPDATE commands SET status = ?, acked_at = ?, message = ? WHERE agent_id = ? AND id = ? \
-         RETURNING {COLUMNS}"
+        "UPDATE commands SET status = ?, acked_at = ?, message = ?, code = ?, result = ? \
+         WHERE agent_id = ? AND id = ? RETURNING {COLUMNS}"
     ))
     .bind(status)
     .bind(to_ms(now))
-    .bind(failed)
+    .bind(message)
+    .bind(code)
+    .bind(result.map(|r| r.to_string()))
     .bind(agent.as_str())
     .bind(to_i64(id))
     .fetch_optional(conn)

@@ -117,6 +117,8 @@ pub enum PartOutcome {
 pub struct Removed {
     pub devices: u64,
     pub events: u64,
+    /// Outlet bindings and blocks (see [`super::controls::delete_all`]).
+    pub controls: super::controls::Wiped,
 }
 
 fn json_text<T: serde::Serialize>(what: &str, value: &T) -> Result<String, StoreError> {
@@ -325,6 +327,23 @@ fn device_from_row(row: &SqliteRow) -> Result<DeviceRow, StoreError> {
     })
 }
 
+/// One device of the agent, by VLAN column and MAC.
+pub async fn get(
+    conn: &mut Conn,
+    agent: &AgentId,
+    key: &DeviceKey,
+) -> Result<Option<DeviceRow>, StoreError> {
+    let row = sqlx::query(
+        "SELECT vlan, mac, record, updated_at FROM devices WHERE agent_id = ? AND vlan = ? AND mac = ?",
+    )
+    .bind(agent.as_str())
+    .bind(i64::from(key.vlan))
+    .bind(key.mac.as_str())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(device_from_row).transpose()
+}
+
 /// A page of the agent's devices matching `filter`, ordered by (VLAN, MAC), starting after `after`.
 pub async fn list(
     conn: &mut Conn,
@@ -425,9 +444,13 @@ pub async fn events(
     Ok(EventPage { events, next })
 }
 
-/// Removes all of the agent's devices, events and collected snapshot parts (cleanup, deletion).
+/// Removes all of the agent's devices, events, collected snapshot parts, outlet bindings and blocks
+/// (cleanup, deletion).
 pub async fn delete_all(conn: &mut Conn, agent: &AgentId) -> Result<Removed, StoreError> {
-    let mut removed = Removed::default();
+    let mut removed = Removed {
+        controls: super::controls::delete_all(conn, agent).await?,
+        ..Removed::default()
+    };
     for (table, count) in [
         ("devices", Some(&mut removed.devices)),
         ("device_events", Some(&mut removed.events)),

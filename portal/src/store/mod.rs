@@ -5,7 +5,9 @@
 //! - [`commands`]: commands queued for agents and their outcomes.
 //! - [`reports`]: what agents reported, per kind, stamped with the data epoch.
 //! - [`devices`]: each agent's device inventory (devices, snapshot parts being collected, device events).
+//! - [`controls`]: device control state: outlet bindings, the devices the agent reports blocked, its segments.
 //! - [`history`]: the lifecycle history lines.
+//! - [`owners`]: owner access (each agent's owner, owner accounts, invitations, sessions, device flags).
 //! - [`credentials`]: activation codes and operator API tokens (hashed).
 //!
 //! Functions take a `&mut SqliteConnection`, so the same call works on a pooled connection or inside a
@@ -13,9 +15,11 @@
 
 pub mod agents;
 pub mod commands;
+pub mod controls;
 pub mod credentials;
 pub mod devices;
 pub mod history;
+pub mod owners;
 pub mod reports;
 
 use std::path::{Path, PathBuf};

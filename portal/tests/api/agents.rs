@@ -302,6 +302,7 @@ async fn cleanup_of_an_offline_agent_is_sent_at_its_next_hello() {
         AgentMessage::Ack(outpost_cloud_link::protocol::Ack {
             command_id: sent[0].id,
             outcome: outpost_cloud_link::protocol::Outcome::Done,
+            result: None,
         }),
     )
     .await;

@@ -27,6 +27,7 @@ async fn ping_wait_returns_as_soon_as_the_ack_is_ingested() {
         let ack = AgentMessage::Ack(Ack {
             command_id: cmd.id,
             outcome: Outcome::Done,
+            result: None,
         });
         h.send(&id, 0, ack).await;
         cmd.id
@@ -62,15 +63,14 @@ async fn ping_without_ack_stays_pending_then_records_the_outcome() {
     assert_eq!(resp.body["acked_at"], serde_json::Value::Null);
     let cid = resp.body["id"].as_u64().unwrap();
 
-    let failed = Outcome::Failed {
-        message: "busy".into(),
-    };
+    let failed = Outcome::failed("busy");
     h.send(
         &id,
         0,
         AgentMessage::Ack(Ack {
             command_id: cid,
             outcome: failed,
+            result: None,
         }),
     )
     .await;

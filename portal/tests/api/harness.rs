@@ -15,7 +15,7 @@ use base64::Engine;
 use chrono::{DateTime, TimeZone, Utc};
 use http_body_util::BodyExt;
 use outpost_cloud_link::protocol::{
-    AgentMessage, CommandEnvelope, Envelope, Hello, Interface, Platform, Presence,
+    AgentMessage, CommandEnvelope, Envelope, Hello, Interface, Platform, Presence, Segment,
 };
 use outpost_cloud_link::AgentId;
 use outpost_portal::api::rate_limit::ActivationLimiter;
@@ -367,9 +367,14 @@ pub fn activation_body(code: &str, hostname: &str) -> Value {
 }
 
 pub fn hello(name: &str) -> AgentMessage {
+    hello_on(name, Platform::Router, Vec::new())
+}
+
+/// A hello from an agent on `platform` watching `segments`.
+pub fn hello_on(name: &str, platform: Platform, segments: Vec<Segment>) -> AgentMessage {
     AgentMessage::Hello(Hello {
         version: "0.1.1".into(),
-        platform: Platform::Router,
+        platform,
         hostname: format!("{name}-host"),
         name: name.into(),
         mac: Some("02:00:00:00:00:02".into()),
@@ -380,5 +385,6 @@ pub fn hello(name: &str) -> AgentMessage {
             addrs: vec!["192.0.2.9/24".into()],
         }],
         capabilities: vec!["cleanup".into(), "rename".into()],
+        segments,
     })
 }

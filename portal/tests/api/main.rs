@@ -4,8 +4,10 @@
 mod activation;
 mod agents;
 mod commands;
+mod control;
 mod devices;
 mod harness;
 mod ingest;
 mod lifecycle;
 mod openapi;
+mod owner;
