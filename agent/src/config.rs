@@ -3,10 +3,11 @@
 //! [`DEFAULT_TOML`] is the documented default file (`outpost-agent print-config` prints it); a missing
 //! default config file means these defaults, a missing file named explicitly is an error.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use outpost_cloud_link::protocol::Platform;
 use serde::Deserialize;
 
 use crate::discovery::sweep::Targets;
@@ -64,6 +65,52 @@ pub struct RawInterfaceTable {
     pub tagged: bool,
     #[serde(default)]
     pub cidr: Option<String>,
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// The `[blocking]` table as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBlocking {
+    #[serde(default = "defaults::repeat_secs")]
+    pub repeat_secs: f64,
+    #[serde(default = "defaults::restore_replies")]
+    pub restore_replies: u32,
+    #[serde(default = "defaults::nft")]
+    pub nft: String,
+}
+
+impl Default for RawBlocking {
+    fn default() -> Self {
+        Self {
+            repeat_secs: defaults::repeat_secs(),
+            restore_replies: defaults::restore_replies(),
+            nft: defaults::nft(),
+        }
+    }
+}
+
+/// The `[power]` table as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPower {
+    #[serde(default = "defaults::power_timeout_secs")]
+    pub timeout_secs: f64,
+    #[serde(default = "defaults::power_retries")]
+    pub retries: u32,
+    #[serde(default = "defaults::settle_secs")]
+    pub settle_secs: f64,
+}
+
+impl Default for RawPower {
+    fn default() -> Self {
+        Self {
+            timeout_secs: defaults::power_timeout_secs(),
+            retries: defaults::power_retries(),
+            settle_secs: defaults::settle_secs(),
+        }
+    }
 }
 
 /// The `[discovery]` table as written.
@@ -123,9 +170,15 @@ impl Default for RawDiscovery {
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default)]
+    pub platform: Option<Platform>,
+    #[serde(default)]
     pub interfaces: Vec<RawInterface>,
     #[serde(default)]
     pub discovery: RawDiscovery,
+    #[serde(default)]
+    pub blocking: RawBlocking,
+    #[serde(default)]
+    pub power: RawPower,
     #[serde(default = "defaults::heartbeat_secs")]
     pub heartbeat_secs: f64,
     #[serde(default = "defaults::outbox_max_bytes")]
@@ -184,6 +237,24 @@ mod defaults {
     pub fn interface_retry_secs() -> f64 {
         30.0
     }
+    pub fn repeat_secs() -> f64 {
+        2.0
+    }
+    pub fn restore_replies() -> u32 {
+        5
+    }
+    pub fn nft() -> String {
+        "nft".to_owned()
+    }
+    pub fn power_timeout_secs() -> f64 {
+        3.0
+    }
+    pub fn power_retries() -> u32 {
+        1
+    }
+    pub fn settle_secs() -> f64 {
+        5.0
+    }
 }
 
 /// One interface the agent watches.
@@ -196,6 +267,9 @@ pub struct InterfaceConfig {
     pub tagged: bool,
     /// What to sweep instead of the interface's own network (a CIDR of at most /16, or a range `A-B`).
     pub cidr: Option<Targets>,
+    /// The segment's IPv4 gateway (box blocking); `None`: the gateway of the default route when that
+    /// route leaves through this interface.
+    pub gateway: Option<Ipv4Addr>,
 }
 
 impl InterfaceConfig {
@@ -205,7 +279,82 @@ impl InterfaceConfig {
             vlan: None,
             tagged: false,
             cidr: None,
+            gateway: None,
         }
+    }
+}
+
+/// The validated `[blocking]` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockingConfig {
+    /// Box: how often the poisoned ARP replies are sent again while a device is blocked.
+    pub repeat: Duration,
+    /// Box: how many true ARP replies go to each side when a block ends.
+    pub restore_replies: u32,
+    /// Router: the `nft` program.
+    pub nft: String,
+}
+
+impl Default for BlockingConfig {
+    fn default() -> Self {
+        Self {
+            repeat: Duration::from_secs(2),
+            restore_replies: 5,
+            nft: defaults::nft(),
+        }
+    }
+}
+
+/// The validated `[power]` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PowerConfig {
+    /// How long one SNMP or HTTP request waits for an answer.
+    pub timeout: Duration,
+    /// Extra tries of a request that timed out.
+    pub retries: u32,
+    /// How long an outlet may take to show the state it was switched to.
+    pub settle: Duration,
+}
+
+impl Default for PowerConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(3),
+            retries: 1,
+            settle: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RawBlocking {
+    fn validate(self) -> Result<BlockingConfig, String> {
+        if self.restore_replies == 0 || self.restore_replies > 100 {
+            return Err(format!(
+                "blocking.restore_replies = {}: between 1 and 100",
+                self.restore_replies
+            ));
+        }
+        if self.nft.trim().is_empty() {
+            return Err("blocking.nft is empty: name the nft program (default \"nft\")".into());
+        }
+        Ok(BlockingConfig {
+            repeat: seconds("blocking.repeat_secs", self.repeat_secs, 100)?,
+            restore_replies: self.restore_replies,
+            nft: self.nft,
+        })
+    }
+}
+
+impl RawPower {
+    fn validate(self) -> Result<PowerConfig, String> {
+        if self.retries > 10 {
+            return Err(format!("power.retries = {}: at most 10", self.retries));
+        }
+        Ok(PowerConfig {
+            timeout: seconds("power.timeout_secs", self.timeout_secs, 50)?,
+            retries: self.retries,
+            settle: seconds("power.settle_secs", self.settle_secs, 0)?,
+        })
     }
 }
 
@@ -307,9 +456,13 @@ fn parse_dns_server(text: &str) -> Option<SocketAddr> {
 /// The validated configuration the daemon runs with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// Where the agent runs (decides how it blocks); `None`: what `activate --platform` said.
+    pub platform: Option<Platform>,
     /// Interfaces the agent watches; empty means the interface of the default route.
     pub interfaces: Vec<InterfaceConfig>,
     pub discovery: DiscoveryConfig,
+    pub blocking: BlockingConfig,
+    pub power: PowerConfig,
     pub heartbeat: Duration,
     pub outbox_max_bytes: u64,
     pub reconnect_initial: Duration,
@@ -321,8 +474,11 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            platform: None,
             interfaces: Vec::new(),
             discovery: DiscoveryConfig::default(),
+            blocking: BlockingConfig::default(),
+            power: PowerConfig::default(),
             heartbeat: Duration::from_secs(30),
             outbox_max_bytes: defaults::outbox_max_bytes(),
             reconnect_initial: Duration::from_millis(500),
@@ -361,6 +517,7 @@ fn interface_entry(raw: RawInterface) -> Result<InterfaceConfig, String> {
             vlan: None,
             tagged: false,
             cidr: None,
+            gateway: None,
         },
         RawInterface::Table(t) => t,
     };
@@ -399,6 +556,7 @@ fn interface_entry(raw: RawInterface) -> Result<InterfaceConfig, String> {
         vlan: table.vlan,
         tagged: table.tagged,
         cidr,
+        gateway: table.gateway,
     })
 }
 
@@ -463,9 +621,14 @@ impl RawConfig {
             interfaces.push(entry);
         }
         let discovery = self.discovery.validate().map_err(invalid)?;
+        let blocking = self.blocking.validate().map_err(invalid)?;
+        let power = self.power.validate().map_err(invalid)?;
         Ok(Config {
+            platform: self.platform,
             interfaces,
             discovery,
+            blocking,
+            power,
             heartbeat,
             outbox_max_bytes: self.outbox_max_bytes,
             reconnect_initial,

@@ -1,5 +1,9 @@
 //! Runs the portal's commands at most once each: decode, dedupe by id (recorded in sled before running, so
 //! also across restarts), run, record the outcome. The caller queues the returned outcome as an `Ack`.
+//!
+//! Device-control commands (block, unblock, power) take seconds and talk to the network: they are handed
+//! back as [`Handled::Deferred`] once recorded as started; the caller runs them off its loop and records
+//! their outcome with [`Executor::finish`].
 
 use std::path::Path;
 
@@ -31,6 +35,15 @@ pub struct Executed {
     pub duplicate: bool,
 }
 
+/// What [`Executor::handle`] did with a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// Run (or answered from the record) now.
+    Done(Executed),
+    /// Recorded as started; the caller runs it and then calls [`Executor::finish`].
+    Deferred { command_id: u64, cmd: Command },
+}
+
 #[derive(Deserialize)]
 struct IdOnly {
     id: u64,
@@ -46,7 +59,7 @@ pub struct Executor<'a> {
 
 impl Executor<'_> {
     /// Handles one message from the command topic. `Ok(None)`: it carries no command id (logged and dropped).
-    pub fn handle(&mut self, payload: &[u8]) -> Result<Option<Executed>, ExecError> {
+    pub fn handle(&mut self, payload: &[u8]) -> Result<Option<Handled>, ExecError> {
         let decoded = CommandEnvelope::decode(payload);
         let id = match &decoded {
             Ok(env) => env.id,
@@ -63,48 +76,53 @@ impl Executor<'_> {
                 command_id = id,
                 "command seen before; acknowledging again without running it"
             );
-            return Ok(Some(Executed {
+            return Ok(Some(Handled::Done(Executed {
                 command_id: id,
                 outcome: previous,
                 duplicate: true,
-            }));
+            })));
         }
         self.store.record_command(id, &CommandRecord::Started)?;
         let outcome = match decoded {
+            Ok(env) if is_deferred(&env.cmd) => {
+                return Ok(Some(Handled::Deferred {
+                    command_id: id,
+                    cmd: env.cmd,
+                }))
+            }
             Ok(env) => self.run(id, env.cmd)?,
             Err(e) => {
                 tracing::warn!(command_id = id, error = %e, protocol = PROTOCOL_VERSION, "cannot run command");
-                Outcome::Failed {
-                    message: e.to_string(),
-                }
+                Outcome::failed(e.to_string())
             }
         };
+        Ok(Some(Handled::Done(self.finish(id, outcome)?)))
+    }
+
+    /// Records the outcome of command `id` (run now, or deferred and finished by the caller).
+    pub fn finish(&self, id: u64, outcome: Outcome) -> Result<Executed, ExecError> {
         self.store.record_command(
             id,
             &CommandRecord::Finished {
                 outcome: outcome.clone(),
             },
         )?;
-        Ok(Some(Executed {
+        Ok(Executed {
             command_id: id,
             outcome,
             duplicate: false,
-        }))
+        })
     }
 
     fn previous_outcome(&self, id: u64) -> Result<Option<Outcome>, ExecError> {
         Ok(match self.store.command(id)? {
             Some(CommandRecord::Finished { outcome }) => Some(outcome),
-            Some(CommandRecord::Started) => Some(Outcome::Failed {
-                message: format!(
-                    "command {id} was interrupted by an agent restart; it was not run again"
-                ),
-            }),
-            None if id <= self.store.command_floor()? => Some(Outcome::Failed {
-                message: format!(
-                    "command {id} is older than the agent's command history; it was not run again"
-                ),
-            }),
+            Some(CommandRecord::Started) => Some(Outcome::failed(format!(
+                "command {id} was interrupted by an agent restart; it was not run again"
+            ))),
+            None if id <= self.store.command_floor()? => Some(Outcome::failed(format!(
+                "command {id} is older than the agent's command history; it was not run again"
+            ))),
             None => None,
         })
     }
@@ -113,6 +131,10 @@ impl Executor<'_> {
         let kind = cmd.name();
         let outcome = match cmd {
             Command::Ping => Outcome::Done,
+            // Handed back by `handle` before it gets here.
+            Command::Block { .. } | Command::Unblock { .. } | Command::Power { .. } => {
+                Outcome::failed(format!("{kind} cannot run inline"))
+            }
             Command::Rename { name } => self.rename(name),
             Command::Cleanup { epoch } => {
                 self.store.wipe_data()?;
@@ -135,9 +157,7 @@ impl Executor<'_> {
     fn rename(&mut self, name: String) -> Outcome {
         let name = name.trim().to_owned();
         if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
-            return Outcome::Failed {
-                message: format!("name must be 1 to {MAX_NAME_LEN} characters"),
-            };
+            return Outcome::failed(format!("name must be 1 to {MAX_NAME_LEN} characters"));
         }
         let mut updated = self.identity.clone();
         updated.name = name;
@@ -146,11 +166,17 @@ impl Executor<'_> {
                 *self.identity = updated;
                 Outcome::Done
             }
-            Err(e) => Outcome::Failed {
-                message: format!("could not store the new name: {e}"),
-            },
+            Err(e) => Outcome::failed(format!("could not store the new name: {e}")),
         }
     }
+}
+
+/// Whether `cmd` is run by the caller, off the link's loop.
+fn is_deferred(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Block { .. } | Command::Unblock { .. } | Command::Power { .. }
+    )
 }
 
 #[cfg(test)]
@@ -204,15 +230,20 @@ mod tests {
             }
         }
 
-        fn handle(&mut self, raw: &[u8]) -> Option<Executed> {
+        fn executor(&mut self) -> Executor<'_> {
             Executor {
                 store: &self.store,
                 outbox: &mut self.outbox,
                 identity: &mut self.identity,
                 identity_path: &self.identity_path,
             }
-            .handle(raw)
-            .unwrap()
+        }
+
+        fn handle(&mut self, raw: &[u8]) -> Option<Executed> {
+            match self.executor().handle(raw).unwrap()? {
+                Handled::Done(e) => Some(e),
+                Handled::Deferred { .. } => panic!("deferred"),
+            }
         }
 
         fn cmd(&mut self, id: u64, cmd: Command) -> Executed {
@@ -306,7 +337,7 @@ mod tests {
         let e = f.cmd(6, Command::Ping);
         assert!(e.duplicate);
         assert!(
-            matches!(e.outcome, Outcome::Failed { ref message } if message.contains("interrupted"))
+            matches!(e.outcome, Outcome::Failed { ref message, .. } if message.contains("interrupted"))
         );
     }
 
@@ -317,7 +348,7 @@ mod tests {
             .handle(br#"{"v":9,"id":7,"cmd":{"type":"reboot_everything"}}"#)
             .unwrap();
         assert_eq!(e.command_id, 7);
-        let Outcome::Failed { message } = e.outcome else {
+        let Outcome::Failed { message, .. } = e.outcome else {
             panic!("not failed")
         };
         assert!(message.contains("version 9"), "{message}");
@@ -327,6 +358,30 @@ mod tests {
                 .unwrap()
                 .duplicate
         );
+    }
+
+    #[test]
+    fn control_commands_are_deferred_recorded_and_never_run_twice() {
+        let mut f = Fixture::new();
+        let cmd = Command::Unblock {
+            device: "aa:bb:cc:dd:ee:01".parse().unwrap(),
+        };
+        let raw = CommandEnvelope::new(8, cmd.clone()).encode();
+        let handled = f.executor().handle(&raw).unwrap().unwrap();
+        assert_eq!(
+            handled,
+            Handled::Deferred {
+                command_id: 8,
+                cmd: cmd.clone()
+            }
+        );
+        assert_eq!(f.store.command(8).unwrap(), Some(CommandRecord::Started));
+        let done = f.executor().finish(8, Outcome::Done).unwrap();
+        assert_eq!(done.outcome, Outcome::Done);
+        // A redelivery is answered from the record.
+        let again = f.handle(&raw).unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.outcome, Outcome::Done);
     }
 
     #[test]

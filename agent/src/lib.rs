@@ -11,18 +11,22 @@
 //! - [`portal_api`]: the portal's agent-facing HTTPS API (activate, status) and its errors.
 //! - [`hostinfo`]: interfaces, local IP, MAC, hostname, platform detection.
 //! - [`link`]: the broker session loop: outbox draining, commands, heartbeats, refusal → portal → lifecycle.
-//! - [`executor`]: runs each command at most once (rename, cleanup, ping).
+//! - [`executor`]: runs each command at most once (rename, cleanup, ping; block, unblock and power are
+//!   recorded and handed back to run off the link's loop).
+//! - [`actions`]: runs block, unblock and power commands in tasks of their own.
+//! - [`blocking`]: pausing devices' internet access: box ARP pausing, router nftables, the linux refusal.
+//! - [`power`]: outlet control: PoE ports and APC PDU outlets over SNMP, Shelly and Tasmota plugs over HTTP,
+//!   Wake-on-LAN; every action read back.
 //! - [`runtime_status`]: `runtime.json` written by the daemon and the `status` report.
 //! - [`notify`]: systemd readiness, status and watchdog.
 //! - [`logging`]: tracing to stderr, text or JSON.
 //! - [`discovery`]: LAN discovery: sweeps, probes, passive ARP/DHCP, mDNS, SSDP, reverse DNS, MAC vendors, the
 //!   inventory and the engine that runs them per interface.
 //! - [`control`]: the daemon's local control socket (`outpost-agent devices` of a running agent).
-//!
-//! Blocking and power control plug in later as further modules fed by `Config::interfaces`, storing into the
-//! store's `data` tree (wiped by a cleanup) and reporting through `AgentMessage::Report`.
 #![forbid(unsafe_code)]
 
+pub mod actions;
+pub mod blocking;
 pub mod commands;
 pub mod config;
 pub mod control;
@@ -34,6 +38,7 @@ pub mod link;
 pub mod logging;
 pub mod notify;
 pub mod portal_api;
+pub mod power;
 pub mod runtime_status;
 pub mod state_dir;
 pub mod store;

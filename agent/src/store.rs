@@ -9,6 +9,9 @@
 //! tree "commands"  command id (u64 BE) -> JSON `CommandRecord` (started, or finished with its outcome)
 //! tree "data"      gathered data, wiped by a cleanup:
 //!                  "dev/" vlan (u16 BE, 0 = none) mac (6 bytes) -> JSON `Device` (cloud-link inventory)
+//!                  "block/" vlan (u16 BE, 0 = none) mac (6 bytes) -> JSON `BlockRecord` (cloud-link control):
+//!                  a device the agent blocks; written (flushed) before a block is acknowledged, re-applied
+//!                  at start (`blocking`), removed by an unblock, wiped with the rest by a cleanup
 //! ```
 //!
 //! # Durability
@@ -21,6 +24,7 @@
 
 use std::path::Path;
 
+use outpost_cloud_link::control::{BlockRecord, DeviceRef};
 use outpost_cloud_link::inventory::Device;
 use outpost_cloud_link::outbox::{Meta, OutboxLog};
 use outpost_cloud_link::protocol::Outcome;
@@ -47,6 +51,14 @@ pub enum StoreError {
         path: String,
         #[source]
         source: sled::Error,
+    },
+    #[error("agent database: cannot store the {what}: its MAC is unreadable")]
+    BadKey { what: String },
+    #[error("agent database: cannot encode the {what}: {source}")]
+    Encode {
+        what: String,
+        #[source]
+        source: serde_json::Error,
     },
     #[error("agent database: stored command record {id} is unreadable: {source}")]
     BadRecord {
@@ -248,6 +260,48 @@ impl Store {
         Ok(())
     }
 
+    /// Stores a block record durably (replacing the device's previous one).
+    pub fn put_block(&self, record: &BlockRecord) -> Result<(), StoreError> {
+        let Some(key) = mac_key(BLOCK_PREFIX, record.device.vlan, &record.device.mac) else {
+            return Err(StoreError::BadKey {
+                what: format!("block record of {}", record.device),
+            });
+        };
+        let value = serde_json::to_vec(record).map_err(|source| StoreError::Encode {
+            what: format!("block record of {}", record.device),
+            source,
+        })?;
+        self.data.insert(key, value).map_err(|e| self.err(e))?;
+        self.flush()
+    }
+
+    /// Forgets the block record of `device`, durably; `false` when there was none.
+    pub fn remove_block(&self, device: &DeviceRef) -> Result<bool, StoreError> {
+        let Some(key) = mac_key(BLOCK_PREFIX, device.vlan, &device.mac) else {
+            return Ok(false);
+        };
+        let removed = self.data.remove(key).map_err(|e| self.err(e))?.is_some();
+        if removed {
+            self.flush()?;
+        }
+        Ok(removed)
+    }
+
+    /// Every stored block record, ordered by VLAN and MAC (unreadable ones are skipped with a warning).
+    pub fn blocks(&self) -> Result<Vec<BlockRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.data.scan_prefix(BLOCK_PREFIX) {
+            let (key, value) = item.map_err(|e| self.err(e))?;
+            match serde_json::from_slice(&value) {
+                Ok(record) => out.push(record),
+                Err(e) => {
+                    tracing::warn!(key = ?key, error = %e, "skipping an unreadable stored block record")
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Stores one item of gathered data.
     pub fn put_data(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         self.data.insert(key, value).map_err(|e| self.err(e))?;
@@ -268,6 +322,19 @@ impl Store {
 }
 
 const DEVICE_PREFIX: &[u8] = b"dev/";
+const BLOCK_PREFIX: &[u8] = b"block/";
+
+/// `prefix` + VLAN (u16 BE, 0 for none) + the 6 MAC bytes; `None` for an unreadable MAC.
+fn mac_key(prefix: &[u8], vlan: Option<u16>, mac: &str) -> Option<Vec<u8>> {
+    let mac = outpost_cloud_link::inventory::normalize_mac(mac)?;
+    let mut key = Vec::with_capacity(prefix.len() + 8);
+    key.extend_from_slice(prefix);
+    key.extend_from_slice(&vlan.unwrap_or(0).to_be_bytes());
+    for octet in mac.split(':') {
+        key.push(u8::from_str_radix(octet, 16).ok()?);
+    }
+    Some(key)
+}
 
 /// `dev/` + VLAN (u16 BE, 0 for none) + the 6 MAC bytes.
 fn device_key(d: &Device) -> Option<[u8; 12]> {
@@ -524,5 +591,54 @@ mod tests {
         assert_eq!(stored[1].vlan, Some(20));
         store.wipe_data().unwrap();
         assert!(store.devices().unwrap().is_empty());
+    }
+
+    #[test]
+    fn blocks_are_stored_by_vlan_and_mac_survive_a_reopen_and_are_wiped_by_cleanup() {
+        use outpost_cloud_link::control::BlockMethod;
+        let dir = tempfile::tempdir().unwrap();
+        let record = |mac: &str, vlan: Option<u16>, since_ms: i64| BlockRecord {
+            device: DeviceRef::new(mac, vlan).unwrap(),
+            interface: "lan0".into(),
+            method: BlockMethod::ArpPause,
+            ipv4: Some([10, 0, 0, 7].into()),
+            ipv6_uncovered: vec!["2001:db8::7".parse().unwrap()],
+            since_ms,
+        };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .put_block(&record("00:1a:11:00:00:02", Some(20), 1))
+                .unwrap();
+            store
+                .put_block(&record("00:1a:11:00:00:01", None, 1))
+                .unwrap();
+            // The same device replaces its record; devices are another prefix.
+            store
+                .put_block(&record("00:1A:11:00:00:01", None, 2))
+                .unwrap();
+            store.put_data(b"dev/x", b"{}").unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let stored = store.blocks().unwrap();
+        assert_eq!(
+            stored,
+            [
+                record("00:1a:11:00:00:01", None, 2),
+                record("00:1a:11:00:00:02", Some(20), 1)
+            ]
+        );
+        let first = DeviceRef::new("00:1a:11:00:00:01", None).unwrap();
+        assert!(store.remove_block(&first).unwrap());
+        assert!(!store.remove_block(&first).unwrap());
+        assert_eq!(store.blocks().unwrap().len(), 1);
+        let mut bad = record("00:1a:11:00:00:03", None, 1);
+        bad.device.mac = "nope".into();
+        assert!(matches!(
+            store.put_block(&bad),
+            Err(StoreError::BadKey { .. })
+        ));
+        store.wipe_data().unwrap();
+        assert!(store.blocks().unwrap().is_empty());
     }
 }

@@ -387,11 +387,21 @@ mod tests {
         let n: DeviceRef = "aa:bb:cc:dd:ee:01".parse().unwrap();
         assert_eq!(n.vlan, None);
         assert_eq!(n.id(), "aa:bb:cc:dd:ee:01");
-        for bad in ["", "aa:bb", "aa:bb:cc:dd:ee:01@", "aa:bb:cc:dd:ee:01@0", "aa:bb:cc:dd:ee:01@5000", "zz:bb:cc:dd:ee:01"] {
+        for bad in [
+            "",
+            "aa:bb",
+            "aa:bb:cc:dd:ee:01@",
+            "aa:bb:cc:dd:ee:01@0",
+            "aa:bb:cc:dd:ee:01@5000",
+            "zz:bb:cc:dd:ee:01",
+        ] {
             let err = bad.parse::<DeviceRef>().unwrap_err();
             assert!(err.to_string().contains("MAC"), "{err}");
         }
-        assert_eq!(DeviceRef::new("aa:bb:cc:dd:ee:01", Some(0)).unwrap().vlan, None);
+        assert_eq!(
+            DeviceRef::new("aa:bb:cc:dd:ee:01", Some(0)).unwrap().vlan,
+            None
+        );
     }
 
     #[test]
@@ -428,8 +438,12 @@ mod tests {
             },
         ] {
             let shown = serde_json::to_string(&outlet.redacted()).unwrap();
-            assert!(!shown.contains("secret") && !shown.contains("01:02"), "{shown}");
-            let back: Outlet = serde_json::from_str(&serde_json::to_string(&outlet).unwrap()).unwrap();
+            assert!(
+                !shown.contains("secret") && !shown.contains("01:02"),
+                "{shown}"
+            );
+            let back: Outlet =
+                serde_json::from_str(&serde_json::to_string(&outlet).unwrap()).unwrap();
             assert_eq!(back, outlet);
         }
     }

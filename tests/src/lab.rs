@@ -14,12 +14,20 @@
 //! for addresses nobody owns), so a fast sweep of a segment with ~1,000 hosts is not cloned to every host and
 //! the lab itself does not drop requests. VLANs are simulated as separate segments; the `vlan` label is only
 //! metadata.
+//!
+//! A segment may have a gateway ([`SegmentSpec::gateway`]): one of its hosts forwards IPv4 between the
+//! segment and the lab's "internet", a namespace of its own (`<prefix>i`) reached from each gateway over a
+//! veth pair on a /30 of 100.64.0.0/16 (the gateway's end is `wan0`), holding [`INTERNET_SERVER`] on its
+//! loopback: its kernel answers ICMP echo, and a small TCP server (`fixtures/internet_server.py`, started by
+//! the lab and killed by PID when it is dropped) greets every connection on [`INTERNET_PORT`]. The segment's
+//! other hosts and the agent namespace route by default through the gateway (the agent through the first
+//! segment that has one). No address translation: the internet namespace routes back to each segment.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::Ipv4Addr;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -36,6 +44,14 @@ pub const HOST_IFACE: &str = "eth0";
 const PARALLEL: usize = 8;
 /// Labs with fewer hosts than this leave the host-global sysctls alone.
 const TUNE_FROM_HOSTS: usize = 200;
+/// The address of the lab's internet host (TEST-NET-2, on the internet namespace's loopback).
+pub const INTERNET_SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 80);
+/// The TCP port the internet host greets connections on.
+pub const INTERNET_PORT: u16 = 80;
+/// A gateway's interface towards the lab's internet.
+pub const GATEWAY_WAN_IFACE: &str = "wan0";
+/// How long the internet host's server may take to listen.
+const SERVER_READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -114,6 +130,8 @@ pub struct SegmentSpec {
     /// A VLAN label (metadata only).
     pub vlan: Option<u16>,
     pub hosts: Vec<HostSpec>,
+    /// See [`SegmentSpec::gateway`].
+    pub gateway: Option<Ipv4Addr>,
 }
 
 /// One host: its address and optionally its MAC (e.g. with a real vendor OUI); without one it gets a
@@ -132,7 +150,15 @@ impl SegmentSpec {
             agent_ip: None,
             vlan: None,
             hosts: Vec::new(),
+            gateway: None,
         }
+    }
+
+    /// Makes the host at `ip` (added as a host when not listed) the segment's gateway to the lab's internet
+    /// (see the module docs): it forwards, and the other hosts route by default through it.
+    pub fn gateway(mut self, ip: Ipv4Addr) -> Self {
+        self.gateway = Some(ip);
+        self
     }
 
     pub fn vlan(mut self, vlan: u16) -> Self {
@@ -181,6 +207,18 @@ pub struct SegmentInfo {
     pub agent_ip: Ipv4Addr,
     pub vlan: Option<u16>,
     pub hosts: Vec<HostInfo>,
+    /// The address of the segment's gateway host, when it has one.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// The lab's internet namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Internet {
+    pub ns: String,
+    /// [`INTERNET_SERVER`].
+    pub server: Ipv4Addr,
+    /// [`INTERNET_PORT`].
+    pub port: u16,
 }
 
 /// A built host.
@@ -215,6 +253,9 @@ pub struct Lab {
     namespaces: Vec<String>,
     tuned: bool,
     uplink: Option<Uplink>,
+    internet: Option<Internet>,
+    /// The internet host's TCP server, and the pipe it watches (closed: it exits).
+    server: Option<(Child, Option<ChildStdin>)>,
 }
 
 static LAB_COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -240,6 +281,8 @@ impl Lab {
             namespaces: Vec::new(),
             tuned: false,
             uplink: None,
+            internet: None,
+            server: None,
         };
         // On error `lab` is dropped, which deletes whatever was created.
         lab.create(&spec)?;
@@ -275,9 +318,15 @@ impl Lab {
             }
             let mut ips = HashSet::from([agent_ip]);
             let mut macs = HashSet::new();
-            let mut hosts = Vec::with_capacity(seg.hosts.len());
-            let mut internal = HashMap::with_capacity(seg.hosts.len());
-            for (h, host) in seg.hosts.iter().enumerate() {
+            let mut host_specs = seg.hosts.clone();
+            if let Some(gw) = seg.gateway {
+                if !host_specs.iter().any(|h| h.ip == gw) {
+                    host_specs.push(HostSpec { ip: gw, mac: None });
+                }
+            }
+            let mut hosts = Vec::with_capacity(host_specs.len());
+            let mut internal = HashMap::with_capacity(host_specs.len());
+            for (h, host) in host_specs.iter().enumerate() {
                 if !usable(u32::from(host.ip)) {
                     bail!("host address {} is not usable in {}", host.ip, seg.cidr);
                 }
@@ -311,6 +360,7 @@ impl Lab {
                 agent_ip,
                 vlan: seg.vlan,
                 hosts,
+                gateway: seg.gateway,
             });
             self.internal.push(Segment {
                 switch_ns: format!("{}s{s}", self.prefix),
@@ -425,7 +475,144 @@ impl Lab {
         if self.steer_arp {
             self.install_steering()?;
         }
+        if self.segments.iter().any(|s| s.gateway.is_some()) {
+            self.create_internet()?;
+        }
         Ok(())
+    }
+
+    /// The internet namespace, a link from each gateway to it, forwarding on the gateways, default routes
+    /// through them, and the internet host's TCP server (see the module docs).
+    fn create_internet(&mut self) -> Result<()> {
+        let ns = format!("{}i", self.prefix);
+        // Recorded before it exists so a failure still deletes it.
+        self.namespaces.push(ns.clone());
+        ip_batch(None, &format!("netns add {ns}\n"))?;
+        ip_batch(
+            Some(&ns),
+            &format!("link set lo up\naddr add {INTERNET_SERVER}/32 dev lo\n"),
+        )?;
+        let mut agent_routed = false;
+        let mut host_batches = Vec::new();
+        for (s, seg) in self.segments.iter().enumerate() {
+            let Some(gw) = seg.gateway else {
+                continue;
+            };
+            let gw_ns = seg
+                .hosts
+                .iter()
+                .find(|h| h.ip == gw)
+                .map(|h| h.ns.clone())
+                .ok_or_else(|| anyhow!("gateway {gw} is not a host of {}", seg.cidr))?;
+            let (outside, inside) = (
+                Ipv4Addr::new(100, 64, s as u8, 1),
+                Ipv4Addr::new(100, 64, s as u8, 2),
+            );
+            ip_batch(
+                Some(&ns),
+                &format!(
+                    "link add name g{s} type veth peer name {GATEWAY_WAN_IFACE} netns {gw_ns}\n\
+                     link set dev g{s} addrgenmode none\n\
+                     addr add {outside}/30 dev g{s}\n\
+                     link set dev g{s} up\n\
+                     route add {cidr} via {inside} dev g{s}\n",
+                    cidr = seg.cidr
+                ),
+            )?;
+            ip_batch(
+                Some(&gw_ns),
+                &format!(
+                    "link set dev {GATEWAY_WAN_IFACE} addrgenmode none\n\
+                     addr add {inside}/30 dev {GATEWAY_WAN_IFACE}\n\
+                     link set dev {GATEWAY_WAN_IFACE} up\n\
+                     route add default via {outside} dev {GATEWAY_WAN_IFACE}\n"
+                ),
+            )?;
+            run(&mut netns_exec(
+                &gw_ns,
+                &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"],
+            ))?;
+            for h in seg.hosts.iter().filter(|h| h.ip != gw) {
+                host_batches.push((
+                    h.ns.clone(),
+                    format!("route add default via {gw} dev {HOST_IFACE}\n"),
+                ));
+            }
+            if !agent_routed {
+                agent_routed = true;
+                ip_batch(
+                    Some(&self.agent_ns),
+                    &format!("route add default via {gw} dev {}\n", seg.iface),
+                )?;
+            }
+        }
+        run_parallel(&host_batches, |(ns, b)| ip_batch(Some(ns), b))?;
+        self.internet = Some(Internet {
+            ns: ns.clone(),
+            server: INTERNET_SERVER,
+            port: INTERNET_PORT,
+        });
+        self.start_server(&ns)
+    }
+
+    /// Starts `fixtures/internet_server.py` in the internet namespace and waits for its `READY`.
+    fn start_server(&mut self, ns: &str) -> Result<()> {
+        let script = crate::responders::fixture("internet_server.py");
+        let mut child = netns_exec(
+            ns,
+            &[
+                crate::responders::PYTHON,
+                &script.to_string_lossy(),
+                "--address",
+                &INTERNET_SERVER.to_string(),
+                "--port",
+                &INTERNET_PORT.to_string(),
+            ],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting the internet server in {ns}"))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        // Owned by the lab from here: dropping it (on error too) kills the server.
+        self.server = Some((child, stdin));
+        let (tx, rx) = std::sync::mpsc::channel();
+        if let Some(out) = stdout {
+            std::thread::spawn(move || {
+                use std::io::BufRead as _;
+                for line in std::io::BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let deadline = Instant::now() + SERVER_READY_TIMEOUT;
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.trim() == "READY" => return Ok(()),
+                Ok(_) => {}
+                Err(_) => {
+                    let mut stderr = String::new();
+                    if let Some((child, _)) = self.server.as_mut() {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        if let Some(mut err) = child.stderr.take() {
+                            use std::io::Read as _;
+                            let _ = err.read_to_string(&mut stderr);
+                        }
+                    }
+                    self.server = None;
+                    bail!(
+                        "the internet server in {ns} did not say READY within {SERVER_READY_TIMEOUT:?}: {}",
+                        stderr.trim()
+                    );
+                }
+            }
+        }
     }
 
     /// The u32 filters on each switch's uplink ingress: ARP requests (opcode 1) are hashed on the last byte
@@ -477,6 +664,10 @@ impl Lab {
     /// A veth pair from the machine's namespace into the agent's, on the first free /30 of 10.254.0.0/16.
     /// Deleting the agent namespace deletes both ends.
     fn create_uplink(&mut self) -> Result<()> {
+        // Labs of one test process are built in parallel: one at a time here, so two never pick the same
+        // free slot (and the loser never deletes the winner's pair).
+        static UPLINKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = UPLINKS.lock().unwrap_or_else(|p| p.into_inner());
         let out = run(Command::new("ip").args(["-j", "-4", "addr", "show"]))?;
         let used = String::from_utf8_lossy(&out.stdout).into_owned();
         let seed =
@@ -500,8 +691,11 @@ impl Lab {
                 ),
             );
             if let Err(e) = created {
-                // Another lab took this slot between the check and now: remove what we made, try the next.
-                let _ = run(Command::new("ip").args(["link", "del", &outside_iface]));
+                // Another process's lab took this slot between the check and now: try the next. Remove the
+                // pair only when it is ours (the name was free and a later line failed).
+                if !format!("{e:#}").contains("File exists") {
+                    let _ = run(Command::new("ip").args(["link", "del", &outside_iface]));
+                }
                 if attempt > 64 {
                     return Err(e.context("creating the lab's uplink"));
                 }
@@ -521,6 +715,58 @@ impl Lab {
             return Ok(());
         }
         bail!("no free /30 left in 10.254.0.0/16 for the lab's uplink")
+    }
+
+    /// The internet namespace, when a segment has a gateway.
+    pub fn internet(&self) -> Option<&Internet> {
+        self.internet.as_ref()
+    }
+
+    /// The gateway host of the segment whose agent interface is `iface`, when it has one.
+    pub fn gateway_of(&self, iface: &str) -> Option<&HostInfo> {
+        let seg = self.segments.iter().find(|s| s.iface == iface)?;
+        let gw = seg.gateway?;
+        seg.hosts.iter().find(|h| h.ip == gw)
+    }
+
+    /// Whether a TCP connection from namespace `ns` to `addr` is accepted and greets within `timeout`
+    /// (the internet host's server writes a line to each connection). Refused or silent: `false`.
+    pub fn tcp_reaches(
+        &self,
+        ns: &str,
+        addr: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> Result<bool> {
+        crate::netns::in_netns(ns, || {
+            use std::io::Read as _;
+            let deadline = Instant::now() + timeout;
+            let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
+                return false;
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .is_err()
+            {
+                return false;
+            }
+            let mut buf = [0u8; 64];
+            matches!(stream.read(&mut buf), Ok(n) if n > 0)
+        })
+    }
+
+    /// Whether one ICMP echo from namespace `ns` to `ip` is answered within `timeout` (iputils `ping`,
+    /// which takes fractions of a second; at least 0.1 s).
+    pub fn pings(&self, ns: &str, ip: Ipv4Addr, timeout: Duration) -> Result<bool> {
+        let secs = format!("{:.1}", timeout.as_secs_f64().max(0.1));
+        let out = netns_exec(
+            ns,
+            &["ping", "-n", "-q", "-c", "1", "-W", &secs, &ip.to_string()],
+        )
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running ping in {ns}"))?;
+        Ok(out.status.success())
     }
 
     /// The link to the machine's namespace, when the spec asked for one.
@@ -580,7 +826,8 @@ impl Lab {
         )
     }
 
-    /// Gives a host a new address in its segment (the old one is removed).
+    /// Gives a host a new address in its segment (the old one is removed; a default route through the
+    /// segment's gateway is put back). A gateway keeps its address.
     pub fn change_host_ip(&mut self, host_ns: &str, new_ip: Ipv4Addr) -> Result<()> {
         let (s, h) = self.find(host_ns)?;
         let seg = &self.segments[s];
@@ -592,12 +839,20 @@ impl Lab {
             bail!("{new_ip} is already used in {}", seg.cidr);
         }
         let old_ip = seg.hosts[h].ip;
-        ip_batch(
-            Some(host_ns),
-            &format!(
-                "addr del {old_ip}/{len} dev {HOST_IFACE}\naddr add {new_ip}/{len} dev {HOST_IFACE}\n"
-            ),
-        )?;
+        if seg.gateway == Some(old_ip) {
+            bail!(
+                "{old_ip} is the gateway of {}: the lab's internet routes to it",
+                seg.cidr
+            );
+        }
+        let mut b = format!(
+            "addr del {old_ip}/{len} dev {HOST_IFACE}\naddr add {new_ip}/{len} dev {HOST_IFACE}\n"
+        );
+        if let Some(gw) = seg.gateway {
+            // The default route went with the old address.
+            writeln!(b, "route replace default via {gw} dev {HOST_IFACE}")?;
+        }
+        ip_batch(Some(host_ns), &b)?;
         self.segments[s].hosts[h].ip = new_ip;
         if self.steer_arp {
             let int = &mut self.internal[s];
@@ -679,6 +934,11 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        if let Some((mut child, stdin)) = self.server.take() {
+            drop(stdin);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         if let Err(e) = delete_namespaces(&self.namespaces) {
             eprintln!("lab {}: teardown: {e:#}", self.prefix);
         }

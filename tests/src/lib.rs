@@ -7,6 +7,7 @@
 
 pub mod lab;
 pub mod netns;
+pub mod power_lab;
 pub mod responders;
 
 use std::fs;
@@ -401,6 +402,118 @@ impl Portal {
         .await
     }
 
+    /// `POST /agents/{id}/cleanup`: returns the agent's record (with its new `data_epoch`).
+    pub async fn cleanup(&self, id: &str) -> Result<Value> {
+        self.api_ok(
+            Method::POST,
+            &format!("/agents/{id}/cleanup"),
+            None,
+            StatusCode::ACCEPTED,
+        )
+        .await
+    }
+
+    /// A device-control route: `METHOD /agents/{id}/devices/{device}/{what}` (`block`, `unblock`, `power`,
+    /// `power-outlet`, …) with an optional JSON body; returns status and body.
+    pub async fn device_control(
+        &self,
+        method: Method,
+        id: &str,
+        device: &str,
+        what: &str,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value)> {
+        self.api(
+            method,
+            &format!("/agents/{id}/devices/{device}/{what}"),
+            body,
+        )
+        .await
+    }
+
+    /// `POST .../{verb}` (`block`, `unblock`, `power`) that must be acknowledged: returns the command as the
+    /// agent answered it (`status` `done` or `failed` with `code` and `message`).
+    pub async fn act(
+        &self,
+        id: &str,
+        device: &str,
+        verb: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let (status, value) = self
+            .device_control(Method::POST, id, device, verb, body)
+            .await?;
+        if status != StatusCode::OK {
+            bail!("POST .../{device}/{verb}: expected 200 with the agent's answer, got {status}: {value}");
+        }
+        Ok(value)
+    }
+
+    /// Invites `email` as the owner of agent `id` and accepts the invitation with `password`, as the owner
+    /// would in a browser: the owner's signed-in session.
+    pub async fn owner_session(
+        &self,
+        id: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<OwnerSession> {
+        let owner = self
+            .api_ok(
+                Method::PUT,
+                &format!("/agents/{id}/owner"),
+                Some(json!({ "email": email, "enabled": true, "invite": true })),
+                StatusCode::OK,
+            )
+            .await?;
+        let url = owner["invitation"]["url"]
+            .as_str()
+            .with_context(|| format!("no invitation link in {owner}"))?;
+        let path = url
+            .find("/owner/invite/")
+            .map(|i| &url[i..])
+            .with_context(|| format!("not an invitation link: {url}"))?;
+        let ca = reqwest::Certificate::from_pem(&fs::read(self.ca_path())?)?;
+        let client = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        let resp = client
+            .post(format!("{}{path}", self.base_url()))
+            .form(&[("password", password), ("confirm", password)])
+            .send()
+            .await?;
+        if resp.status() != StatusCode::SEE_OTHER {
+            let status = resp.status();
+            bail!("accepting the invitation: {status}: {}", resp.text().await?);
+        }
+        let cookie = resp
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("outpost_owner="))
+            .and_then(|v| v.split(';').next())
+            .context("no session cookie after accepting the invitation")?
+            .to_owned();
+        let mut session = OwnerSession {
+            client,
+            base: self.base_url(),
+            cookie,
+            csrf: String::new(),
+        };
+        let (status, devices) = session.api(Method::GET, "/owner/devices", None).await?;
+        if status != StatusCode::OK {
+            bail!("GET /owner/devices: {status}: {devices}");
+        }
+        session.csrf = devices["csrf_token"]
+            .as_str()
+            .context("no csrf_token")?
+            .to_owned();
+        Ok(session)
+    }
+
     /// `GET /agents/{id}/history`.
     pub async fn history(&self, id: &str) -> Result<Value> {
         self.api_ok(
@@ -503,6 +616,42 @@ impl Portal {
 
     pub fn http(&self) -> &reqwest::Client {
         &self.client
+    }
+}
+
+/// A site owner signed in to the portal (cookie session, CSRF token for changes).
+pub struct OwnerSession {
+    client: reqwest::Client,
+    base: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl OwnerSession {
+    /// Calls the owner API (`/api/v1/owner...`); returns status and JSON body.
+    pub async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value)> {
+        let mut req = self
+            .client
+            .request(method, format!("{}/api/v1{path}", self.base))
+            .header(reqwest::header::COOKIE, &self.cookie)
+            .header("X-CSRF-Token", &self.csrf);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)?
+        };
+        Ok((status, value))
     }
 }
 

@@ -10,6 +10,8 @@ use tokio::task::JoinSet;
 use tracing::{error, info};
 
 use super::Exit;
+use crate::actions::{self, Actions};
+use crate::blocking::Blocker;
 use crate::config::{Config, DEFAULT_PATH};
 use crate::control;
 use crate::discovery::engine::{self, interfaces_to_watch, Shared};
@@ -74,6 +76,22 @@ pub async fn run(state: &StateDir, args: Args) -> anyhow::Result<Exit> {
         // Keep the sender alive so receivers see `true`, not a closed channel.
         std::future::pending::<()>().await;
     });
+    // Blocks stored before the last stop (or reboot) are applied again before anything else happens.
+    let platform = config.platform.unwrap_or(identity.platform);
+    let blocker = Blocker::start(
+        platform,
+        config.blocking.clone(),
+        interfaces_to_watch(&config.interfaces),
+        store.clone(),
+        actions::lookup(discovery.clone()),
+    )
+    .await
+    .context("cannot start blocking")?;
+    let actions = Arc::new(Actions::new(
+        Arc::clone(&blocker),
+        discovery.clone(),
+        config.power.clone(),
+    ));
     let mut tasks = JoinSet::new();
     if let Some(shared) = &discovery {
         let interfaces = interfaces_to_watch(&config.interfaces);
@@ -100,8 +118,21 @@ pub async fn run(state: &StateDir, args: Args) -> anyhow::Result<Exit> {
         portal,
         shutdown,
         discovery,
+        actions,
     })?;
-    let exit = link.run().await?;
+    let exit = link.run().await;
+    match exit {
+        // Stopping: a box gives the paused devices their ARP caches back (the blocks stay stored and are
+        // applied again at the next start); a router leaves its nftables table in place.
+        Ok(LinkExit::Shutdown) | Err(_) => blocker.stop().await,
+        // Deleted: nothing of this agent may stay behind.
+        Ok(LinkExit::Deleted) => {
+            if let Err(e) = blocker.unblock_all().await {
+                error!(error = %e, "lifting the blocks of the deleted agent");
+            }
+        }
+    }
+    let exit = exit?;
     // The link returned: stop the discovery tasks (they watch the same shutdown signal, which a deletion
     // does not set).
     tasks.abort_all();

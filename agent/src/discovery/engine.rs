@@ -18,9 +18,11 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use outpost_cloud_link::control::DeviceRef;
 use outpost_cloud_link::inventory::{
     Device, DeviceEvent, DeviceName, NameSource, Service, UpnpInfo,
 };
+use pnet_datalink::MacAddr;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -102,6 +104,12 @@ impl Shared {
 
     pub fn take_changes(&self) -> (Vec<Device>, Vec<DeviceEvent>) {
         lock(&self.inventory).take_changes()
+    }
+
+    /// The device a command names, if the inventory has it.
+    pub fn device(&self, device: &DeviceRef) -> Option<Device> {
+        let mac: MacAddr = device.mac.parse().ok()?;
+        lock(&self.inventory).get(&(device.vlan, mac)).cloned()
     }
 
     pub fn interfaces(&self) -> Vec<InterfaceStatus> {

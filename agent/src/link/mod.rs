@@ -16,14 +16,18 @@
 pub mod flight;
 pub mod verdict;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_cloud_link::backoff::Backoff;
+use outpost_cloud_link::control::{BlocksReport, BLOCKS_REPORT};
 use outpost_cloud_link::inventory::{delta_reports, snapshot_part, PART_DEVICES};
 use outpost_cloud_link::outbox::{Outbox, OutboxError};
-use outpost_cloud_link::protocol::{Ack, AgentMessage, Envelope, Heartbeat, Hello, Presence};
+use outpost_cloud_link::protocol::{
+    Ack, AgentMessage, Envelope, Heartbeat, Hello, Outcome, Presence, Report, Segment,
+};
 use outpost_cloud_link::session::{split_host_port, SessionConfig, SessionError};
 use outpost_cloud_link::topics;
 use rumqttc::{AsyncClient, ConnectionError, Event, Outgoing, Packet, QoS, SubscribeReasonCode};
@@ -31,9 +35,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{interval_at, sleep_until, Instant, Interval, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
+use crate::actions::{Actions, Finished};
 use crate::config::Config;
 use crate::discovery::engine::Shared;
-use crate::executor::{ExecError, Executor};
+use crate::executor::{ExecError, Executor, Handled};
 use crate::hostinfo;
 use crate::identity::Identity;
 use crate::notify::Notifier;
@@ -51,7 +56,7 @@ const CHANNEL_CAPACITY: usize = 128;
 /// How long a clean shutdown tries to empty the outbox.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 /// What this agent can do, as told in every hello.
-pub const CAPABILITIES: [&str; 4] = ["rename", "cleanup", "ping", "discovery"];
+pub const CAPABILITIES: [&str; 6] = ["rename", "cleanup", "ping", "discovery", "block", "power"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -91,6 +96,8 @@ pub struct LinkParts {
     pub shutdown: watch::Receiver<bool>,
     /// The discovery inventory to report (`None` with discovery turned off).
     pub discovery: Option<Arc<Shared>>,
+    /// Runs block, unblock and power commands.
+    pub actions: Arc<Actions>,
 }
 
 enum Ended {
@@ -127,6 +134,14 @@ pub struct Link {
     /// Every `report_interval`: inventory changes are stored and queued as deltas.
     report: Interval,
     last_snapshot: u64,
+    actions: Arc<Actions>,
+    /// Deferred commands that ended, from their tasks.
+    finished_tx: mpsc::Sender<Finished>,
+    finished: mpsc::Receiver<Finished>,
+    /// Deferred commands still running: a redelivery of one is not answered until it ends.
+    running: HashSet<u64>,
+    /// Bumped by the blocker when the blocks change: the `blocks` report goes out again.
+    blocks_changed: watch::Receiver<u64>,
 }
 
 /// Waits for the next watchdog tick, or forever when systemd wants none.
@@ -161,6 +176,7 @@ impl Link {
             portal,
             shutdown,
             discovery,
+            actions,
         } = parts;
         let outbox = Outbox::open(store.outbox_log(), config.outbox_max_bytes)?;
         let mut session = SessionConfig::for_agent(
@@ -186,7 +202,15 @@ impl Link {
             config.discovery.report_interval,
         );
         report.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let (finished_tx, finished) = mpsc::channel(64);
+        let mut blocks_changed = actions.blocker().changes();
+        blocks_changed.borrow_and_update();
         Ok(Self {
+            actions,
+            finished_tx,
+            finished,
+            running: HashSet::new(),
+            blocks_changed,
             discovery,
             report,
             last_snapshot: 0,
@@ -312,6 +336,8 @@ impl Link {
                 },
                 _ = self.heartbeat.tick() => self.queue_heartbeat()?,
                 _ = self.report.tick() => self.report_changes()?,
+                Some(done) = self.finished.recv() => self.on_finished(done)?,
+                Ok(()) = self.blocks_changed.changed() => self.queue_blocks()?,
                 _ = tick(&mut self.watchdog) => self.notifier.watchdog(),
                 _ = self.shutdown.changed() => {
                     self.close(&client, &mut events, &mut flight, up).await?;
@@ -340,6 +366,7 @@ impl Link {
                 let hello = self.hello();
                 self.queue(AgentMessage::Hello(hello), false)?;
                 self.queue_snapshot()?;
+                self.queue_blocks()?;
                 self.set_link(LinkState::Up)?;
             }
             Event::Incoming(Packet::Publish(publish)) => {
@@ -375,6 +402,15 @@ impl Link {
     }
 
     fn on_command(&mut self, payload: &[u8]) -> Result<(), LinkError> {
+        if let Ok(env) = outpost_cloud_link::protocol::CommandEnvelope::decode(payload) {
+            if self.running.contains(&env.id) {
+                debug!(
+                    command_id = env.id,
+                    "command redelivered while still running; it is acknowledged when it ends"
+                );
+                return Ok(());
+            }
+        }
         let before = self.identity.name.clone();
         let epoch_before = self.store.epoch()?;
         let handled = Executor {
@@ -384,7 +420,17 @@ impl Link {
             identity_path: &self.identity_path,
         }
         .handle(payload)?;
-        if let Some(done) = handled {
+        let done = match handled {
+            None => return Ok(()),
+            Some(Handled::Deferred { command_id, cmd }) => {
+                self.running.insert(command_id);
+                self.actions
+                    .spawn(command_id, cmd, self.finished_tx.clone());
+                return Ok(());
+            }
+            Some(Handled::Done(done)) => done,
+        };
+        {
             if self.identity.name != before {
                 info!(name = %self.identity.name, "renamed");
             }
@@ -394,17 +440,64 @@ impl Link {
                 if let Some(shared) = &self.discovery {
                     shared.clear();
                 }
+                // Blocks are data too: lift them all (restoring ARP caches); the blocker's change
+                // notification sends the emptied `blocks` report.
+                let blocker = Arc::clone(self.actions.blocker());
+                tokio::spawn(async move {
+                    if let Err(e) = blocker.unblock_all().await {
+                        warn!(error = %e, code = e.code(), "cleanup: lifting the blocks failed");
+                    }
+                });
                 self.queue_snapshot()?;
             }
             self.queue(
                 AgentMessage::Ack(Ack {
                     command_id: done.command_id,
                     outcome: done.outcome,
+                    result: None,
                 }),
                 false,
             )?;
         }
         Ok(())
+    }
+
+    /// A deferred command ended: record its outcome (so it never runs again) and acknowledge it.
+    fn on_finished(&mut self, done: Finished) -> Result<(), LinkError> {
+        self.running.remove(&done.command_id);
+        let recorded = Executor {
+            store: &self.store,
+            outbox: &mut self.outbox,
+            identity: &mut self.identity,
+            identity_path: &self.identity_path,
+        }
+        .finish(done.command_id, done.outcome)?;
+        if let Outcome::Failed { message, code } = &recorded.outcome {
+            info!(command_id = done.command_id, code = code.as_deref().unwrap_or(""), message = %message, "command failed");
+        }
+        self.queue(
+            AgentMessage::Ack(Ack {
+                command_id: recorded.command_id,
+                outcome: recorded.outcome,
+                result: done.result,
+            }),
+            false,
+        )
+    }
+
+    /// Every device blocked now (on connect and after each change).
+    fn queue_blocks(&mut self) -> Result<(), LinkError> {
+        let report = BlocksReport {
+            blocks: self.actions.blocker().blocks(),
+        };
+        let body = serde_json::to_value(&report).unwrap_or_default();
+        self.queue(
+            AgentMessage::Report(Report {
+                kind: BLOCKS_REPORT.to_owned(),
+                body,
+            }),
+            false,
+        )
     }
 
     /// Hands queued messages to the client until the window is full or the outbox has nothing more.
@@ -490,6 +583,8 @@ impl Link {
                 _ = sleep_until(until) => return Ok(false),
                 _ = self.heartbeat.tick() => self.queue_heartbeat()?,
                 _ = self.report.tick() => self.report_changes()?,
+                Some(done) = self.finished.recv() => self.on_finished(done)?,
+                Ok(()) = self.blocks_changed.changed() => self.queue_blocks()?,
                 _ = tick(&mut self.watchdog) => self.notifier.watchdog(),
                 _ = self.shutdown.changed() => return Ok(true),
             }
@@ -557,7 +652,7 @@ impl Link {
         };
         Hello {
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            platform: self.identity.platform,
+            platform: self.config.platform.unwrap_or(self.identity.platform),
             hostname: facts.hostname,
             name: self.identity.name.clone(),
             mac: facts.mac,
@@ -567,6 +662,16 @@ impl Link {
                 .iter()
                 .filter(|c| **c != "discovery" || self.discovery.is_some())
                 .map(|c| (*c).to_owned())
+                .collect(),
+            segments: self
+                .config
+                .interfaces
+                .iter()
+                .map(|i| Segment {
+                    interface: i.name.clone(),
+                    vlan: i.vlan,
+                    tagged: i.tagged,
+                })
                 .collect(),
         }
     }
