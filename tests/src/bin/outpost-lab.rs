@@ -49,8 +49,12 @@ fn run() -> Result<()> {
     stop.add(Signal::SIGTERM);
     stop.thread_block().context("blocking SIGINT/SIGTERM")?;
 
+    // lan0 has a gateway to the lab's "internet" (198.51.100.80), so blocking a device can be tried.
+    let gateway = Ipv4Addr::new(192, 168, 50, 1);
     let lan0 = SegmentSpec::new("lan0", "192.168.50.0/24")
         .vlan(10)
+        .agent_ip(Ipv4Addr::new(192, 168, 50, 2))
+        .gateway(gateway)
         .host_with_mac(Ipv4Addr::new(192, 168, 50, 10), "3c:5a:b4:00:50:10")
         .host_with_mac(Ipv4Addr::new(192, 168, 50, 11), "00:1b:a9:00:50:11")
         .host_with_mac(Ipv4Addr::new(192, 168, 50, 12), "00:11:32:00:50:12")
@@ -63,7 +67,7 @@ fn run() -> Result<()> {
     let uplink = lab.uplink().context("the lab has no uplink")?.clone();
     let seg0 = lab.segments()[0].hosts.clone();
     let (tv, printer, nas) = (&seg0[0], &seg0[1], &seg0[2]);
-    let dns_host = seg0.last().context("no hosts")?;
+    let dns_host = seg0.iter().rfind(|h| h.ip != gateway).context("no hosts")?;
     let phone = &lab.segments()[1].hosts[0];
 
     let dir = tempfile::tempdir()?;
@@ -105,6 +109,10 @@ fn run() -> Result<()> {
         "agent_ns": lab.agent_ns(),
         "portal_ip": uplink.outside.to_string(),
         "dns_server": dns_host.ip.to_string(),
+        "gateway": gateway.to_string(),
+        "tv_ip": tv.ip.to_string(),
+        "tv_mac": tv.mac,
+        "tv_ns": tv.ns,
         "hosts": total,
         "segments": lab.segments().iter().map(|s| serde_json::json!({
             "interface": s.iface, "vlan": s.vlan, "cidr": s.cidr, "hosts": s.hosts.len(),

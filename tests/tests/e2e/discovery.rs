@@ -15,7 +15,6 @@ use outpost_tests::responders::{
     LabProcess, MdnsResponderSpec, MdnsServiceSpec, Responder, SsdpResponderSpec,
 };
 use outpost_tests::{wait_for, Agent, Portal, PortalOptions};
-use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 fn agent_config(dns: Ipv4Addr, extra_interfaces: &str) -> String {
@@ -498,14 +497,7 @@ async fn bad_interfaces_are_reported_and_the_agent_keeps_discovering_on_the_othe
     // A cleanup wipes the inventory on both sides; the agent sweeps again at once and reports a fresh one.
     assert_eq!(portal.events(&id, "type=new").await?.len(), 8);
     let before = chrono::Utc::now().timestamp_millis();
-    let cleanup = portal
-        .api_ok(
-            Method::POST,
-            &format!("/agents/{id}/cleanup"),
-            None,
-            StatusCode::ACCEPTED,
-        )
-        .await?;
+    let cleanup = portal.cleanup(&id).await?;
     assert_eq!(cleanup["data_epoch"], 1, "{cleanup}");
     let devices = wait_for(
         "the inventory rediscovered after the cleanup",

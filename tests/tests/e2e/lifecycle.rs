@@ -226,14 +226,7 @@ async fn cleanup_wipes_data_on_both_sides_keeps_name_and_drops_stale_reports() -
     .await?;
 
     // Online cleanup.
-    let cleanup = portal
-        .api_ok(
-            Method::POST,
-            &format!("/agents/{id}/cleanup"),
-            None,
-            StatusCode::ACCEPTED,
-        )
-        .await?;
+    let cleanup = portal.cleanup(&id).await?;
     assert_eq!(cleanup["data_epoch"], 1, "{cleanup}");
     let done = command_done(
         &portal,
@@ -286,14 +279,7 @@ async fn cleanup_wipes_data_on_both_sides_keeps_name_and_drops_stale_reports() -
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // Offline cleanup: queued, applied when the agent next connects.
-    let cleanup = portal
-        .api_ok(
-            Method::POST,
-            &format!("/agents/{id}/cleanup"),
-            None,
-            StatusCode::ACCEPTED,
-        )
-        .await?;
+    let cleanup = portal.cleanup(&id).await?;
     assert_eq!(cleanup["data_epoch"], 2);
     let cid = cleanup["command_id"].as_u64().context("no command_id")?;
     let pending = portal

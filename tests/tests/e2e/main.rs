@@ -2,6 +2,7 @@
 //! One test binary so the tests run in parallel; each test starts its own portal on free ports.
 
 mod activation;
+mod control;
 mod discovery;
 mod isolation;
 mod lifecycle;
