@@ -23,7 +23,8 @@
 //! - [`discovery`]: LAN discovery: sweeps, probes, passive ARP/DHCP, mDNS, SSDP, reverse DNS, MAC vendors, the
 //!   inventory and the engine that runs them per interface.
 //! - [`control`]: the daemon's local control socket (`outpost-agent devices` of a running agent).
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+// One exception, `discovery::datalink::add_all_multicast` (PACKET_ADD_MEMBERSHIP, which no safe crate wraps).
 
 pub mod actions;
 pub mod blocking;

@@ -1,13 +1,18 @@
 //! Passive discovery for real: a [`PassiveListener`] on the agent's `lan0` in the project's namespace lab
 //! hears DHCP clients (busybox `udhcpc`, with and without a `udhcpd` answering), gratuitous ARP (busybox
-//! `arping -U` / `-A`) and a host answering the agent's ARP. Needs root (CAP_SYS_ADMIN, CAP_NET_RAW): it
-//! fails, not skips, when it cannot build the lab. Traffic stays inside the namespaces it creates.
+//! `arping -U` / `-A`), a host answering the agent's ARP, and the IPv6 addresses of a host that uses IPv6
+//! (kernel duplicate address detection, neighbour solicitations, a ping to all nodes), all the way into the
+//! inventory. Needs root (CAP_SYS_ADMIN, CAP_NET_RAW): it fails, not skips, when it cannot build the lab.
+//! Traffic stays inside the namespaces it creates.
 
-use std::net::Ipv4Addr;
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use outpost_agent::discovery::engine::{apply_heard, default_route_interface};
+use outpost_agent::discovery::inventory::{Inventory, Segment};
 use outpost_agent::discovery::passive::{DhcpClient, Heard, ListenerStats, PassiveListener};
 use outpost_tests::lab::{HostInfo, Lab, LabSpec, SegmentSpec};
 use outpost_tests::netns::in_netns;
@@ -462,4 +467,214 @@ fn opening_names_what_is_wrong_with_the_interface() {
         matches!(no_ipv4, Err(LinkError::NoIpv4(ref n)) if n == IFACE),
         "{no_ipv4:?}"
     );
+}
+
+/// Every IPv6 address heard for `from`.
+fn ipv6_of(heard: &[(Instant, Heard)], from: MacAddr) -> BTreeSet<Ipv6Addr> {
+    heard
+        .iter()
+        .filter_map(|(_, h)| match h {
+            Heard::Ipv6 {
+                mac,
+                source,
+                target,
+            } if *mac == from => Some(source.iter().chain(target).copied()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// Runs `ip ARGS` in a host's namespace; an error when it fails.
+fn ip_in(lab: &Lab, host: &HostInfo, args: &[&str]) -> Result<()> {
+    let mut argv = vec!["ip"];
+    argv.extend_from_slice(args);
+    let out = lab
+        .host_exec(&host.ns, &argv)
+        .output()
+        .with_context(|| format!("run ip {args:?} in {}", host.ns))?;
+    if !out.status.success() {
+        bail!(
+            "ip {args:?} in {}: {}",
+            host.ns,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn an_ipv6_host_is_heard_with_its_global_addresses_and_an_ipv4_only_host_with_none() {
+    // The lab's interfaces have no IPv6 addresses (`addrgenmode none`): only what this test adds.
+    let lab = build_lab(&["00:1a:11:00:00:11", "02:00:00:00:00:12"]);
+    let (dual, v4_only) = (host(&lab, 0), host(&lab, 1));
+    let (dual_mac, v4_mac) = (mac(&dual.mac), mac(&v4_only.mac));
+    let stable: Ipv6Addr = "2001:db8:50::10".parse().expect("an IPv6 address");
+    let probed: Ipv6Addr = "2001:db8:50::11".parse().expect("an IPv6 address");
+    let v4_only_ip = v4_only.ip.to_string();
+    let (_, heard, stats) = listen(
+        &lab,
+        256,
+        || {
+            // One address taken without duplicate address detection, one with it (its probe, a
+            // solicitation from `::` to the address's solicited-node group, names it).
+            ip_in(
+                &lab,
+                &dual,
+                &[
+                    "-6",
+                    "addr",
+                    "add",
+                    "2001:db8:50::10/64",
+                    "dev",
+                    "eth0",
+                    "nodad",
+                ],
+            )?;
+            ip_in(
+                &lab,
+                &dual,
+                &["-6", "addr", "add", "2001:db8:50::11/64", "dev", "eth0"],
+            )?;
+            // What a host using IPv6 sends: a ping to all nodes, and neighbour solicitations (to a
+            // solicited-node group) for a neighbour that does not answer, from its first address.
+            busybox(
+                &lab,
+                &dual,
+                &["ping6", "-c", "2", "-i", "0.2", "-I", "eth0", "ff02::1"],
+                Duration::from_secs(10),
+            )?;
+            busybox(
+                &lab,
+                &dual,
+                &[
+                    "ping6",
+                    "-c",
+                    "1",
+                    "-w",
+                    "4",
+                    "-I",
+                    "2001:db8:50::10",
+                    "2001:db8:50::99",
+                ],
+                Duration::from_secs(10),
+            )?;
+            // The other host is busy too, over IPv4 only; the agent's ARP brings the first one's device.
+            busybox(
+                &lab,
+                &v4_only,
+                &["arping", "-U", "-c", "2", "-I", "eth0", &v4_only_ip],
+                Duration::from_secs(10),
+            )?;
+            match lab.probe(dual.ip, Duration::from_secs(5))? {
+                Some(found) if found == dual.mac => Ok(()),
+                other => bail!("probe of {} found {other:?}", dual.ip),
+            }
+        },
+        |h| {
+            ipv6_of(h, dual_mac).is_superset(&BTreeSet::from([stable, probed]))
+                && arp_from(h, v4_mac).len() >= 2
+                && !arp_from(h, dual_mac).is_empty()
+        },
+        Duration::from_secs(5),
+    );
+    // Both global addresses, and nothing else (it has no link-local address here).
+    assert_eq!(
+        ipv6_of(&heard, dual_mac),
+        BTreeSet::from([stable, probed]),
+        "{heard:#?}"
+    );
+    assert!(
+        heard.iter().any(|(_, h)| matches!(h,
+            Heard::Ipv6 { mac, source: Some(ip), .. } if *mac == dual_mac && *ip == stable)),
+        "the address should be heard as a source: {heard:#?}"
+    );
+    assert!(ipv6_of(&heard, v4_mac).is_empty(), "{heard:#?}");
+    let agent_mac = lab_agent_mac(&lab);
+    assert!(
+        heard.iter().all(|(_, h)| h.mac() != agent_mac),
+        "{heard:#?}"
+    );
+    assert_eq!(stats.dropped, 0);
+
+    // Into the inventory as the engine does it: the addresses join the device ARP found, even when they
+    // were heard first.
+    let seg = Segment {
+        interface: IFACE.into(),
+        vlan: None,
+    };
+    let mut inv = Inventory::new();
+    for (_, h) in heard {
+        apply_heard(&mut inv, &seg, h, 1);
+    }
+    let devices = inv.devices();
+    let device = |m: MacAddr| {
+        devices
+            .iter()
+            .find(|d| d.mac == m.to_string())
+            .unwrap_or_else(|| panic!("no device for {m}: {devices:#?}"))
+    };
+    let mut ipv6 = device(dual_mac).ipv6.clone();
+    ipv6.sort();
+    assert_eq!(ipv6, [stable, probed]);
+    assert_eq!(device(dual_mac).ipv4, Some(dual.ip));
+    assert!(device(v4_mac).ipv6.is_empty());
+}
+
+#[test]
+fn the_default_route_interface_is_the_calling_threads_namespaces() {
+    // Regression: it read /proc/net/route, the main thread's namespace, whatever thread asked.
+    let lab = build_lab(&[]);
+    let out = lab
+        .exec(&[
+            "ip",
+            "route",
+            "add",
+            "default",
+            "via",
+            "10.78.0.254",
+            "dev",
+            IFACE,
+        ])
+        .output()
+        .expect("run ip route in the agent namespace");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inside =
+        in_netns(lab.agent_ns(), default_route_interface).expect("enter the agent namespace");
+    assert_eq!(inside.as_deref(), Some(IFACE));
+    // The test process's own namespace has no `lan0`.
+    assert_ne!(default_route_interface().as_deref(), Some(IFACE));
+}
+
+#[test]
+fn the_listener_takes_all_multicast_while_it_runs() {
+    let lab = build_lab(&[]);
+    let flags = || -> Result<u32> {
+        // `ip netns exec` mounts the namespace's own /sys.
+        let out = lab.exec(&["cat", "/sys/class/net/lan0/flags"]).output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(u32::from_str_radix(
+            text.trim().trim_start_matches("0x"),
+            16,
+        )?)
+    };
+    const IFF_ALLMULTI: u32 = 0x200;
+    let run = || -> Result<(u32, u32, u32)> {
+        let before = flags()?;
+        let (tx, _rx) = mpsc::channel(1);
+        let listener = PassiveListener::start(IFACE, tx)?;
+        let during = flags()?;
+        listener.stop()?;
+        Ok((before, during, flags()?))
+    };
+    let (before, during, after) = in_netns(lab.agent_ns(), run)
+        .and_then(|r| r)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(before & IFF_ALLMULTI, 0);
+    assert_ne!(during & IFF_ALLMULTI, 0);
+    assert_eq!(after & IFF_ALLMULTI, 0);
 }

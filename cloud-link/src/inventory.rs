@@ -101,7 +101,7 @@ pub struct Device {
     /// The IPv4 address it answers on now (last seen).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv4: Option<Ipv4Addr>,
-    /// IPv6 addresses (not gathered yet; the field keeps room for them).
+    /// IPv6 addresses heard from the device on its link (at most 8, the most recent).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ipv6: Vec<Ipv6Addr>,
     /// At most one name per source, sorted by source.

@@ -1,9 +1,11 @@
 //! The link the sweep talks through: a narrow [`Link`] trait (send a frame, receive a frame with a
 //! timeout) and its Linux implementation, an `AF_PACKET` socket (pnet_datalink) bound to one interface,
 //! with a receiving thread so sending and receiving overlap and replies are timestamped on arrival.
-//! [`open_socket`] opens such a socket for other users (the passive listener).
+//! [`open_socket`] opens such a socket for other users, [`open_listening_socket`] one that also takes in
+//! all multicast (the passive listener).
 
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -113,14 +115,86 @@ pub struct Socket {
 pub fn open_socket(name: &str, read_timeout: Duration) -> Result<Socket, LinkError> {
     let iface = find_interface(name)?;
     let info = info_of(&iface)?;
+    channel(&iface, info, read_timeout, None)
+}
+
+/// [`open_socket`], also receiving every multicast frame that reaches the interface (a `PACKET_MR_ALLMULTI`
+/// membership of the socket), not only the groups the machine joined: what IPv6 hosts send to the
+/// solicited-node groups of other hosts (neighbour solicitations, duplicate address detection) and to
+/// `ff02::16` (MLD reports). The cost: the interface stops filtering multicast while the socket is open
+/// (the kernel counts memberships and ends it with the last one), so the machine takes in every multicast
+/// frame the switch floods to it (mDNS, SSDP, IPv6 ND, streams on a network without IGMP/MLD snooping)
+/// and this socket's thread reads each. It needs nothing beyond CAP_NET_RAW.
+pub fn open_listening_socket(name: &str, read_timeout: Duration) -> Result<Socket, LinkError> {
+    let iface = find_interface(name)?;
+    let info = info_of(&iface)?;
+    let open = |source| LinkError::Open {
+        iface: name.to_owned(),
+        source,
+    };
+    let socket = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Packet,
+        nix::sys::socket::SockType::Raw,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        nix::sys::socket::SockProtocol::EthAll,
+    )
+    .map_err(|e| match e {
+        nix::errno::Errno::EPERM | nix::errno::Errno::EACCES => {
+            LinkError::PermissionDenied(name.to_owned())
+        }
+        e => open(io::Error::from(e)),
+    })?;
+    add_all_multicast(socket.as_fd(), iface.index).map_err(open)?;
+    // pnet binds the socket to the interface and owns it from here (it closes it on failure too).
+    channel(&iface, info, read_timeout, Some(socket.into_raw_fd()))
+}
+
+/// Adds a `PACKET_MR_ALLMULTI` membership on interface `ifindex` to the `AF_PACKET` socket `fd` (it ends
+/// when the socket is closed). The one `unsafe` call of the crate: neither nix nor pnet wraps this option.
+#[allow(unsafe_code)]
+fn add_all_multicast(fd: BorrowedFd<'_>, ifindex: u32) -> io::Result<()> {
+    use nix::libc;
+    let request = libc::packet_mreq {
+        mr_ifindex: i32::try_from(ifindex)
+            .map_err(|_| io::Error::other("interface index out of range"))?,
+        mr_type: libc::PACKET_MR_ALLMULTI as u16,
+        mr_alen: 0,
+        mr_address: [0; 8],
+    };
+    // SAFETY: `fd` is an open socket for the whole call, `request` is a properly initialized
+    // `packet_mreq` that outlives the call, and the length passed is its exact size; the kernel only reads it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_ADD_MEMBERSHIP,
+            std::ptr::from_ref(&request).cast(),
+            std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn channel(
+    iface: &NetworkInterface,
+    info: InterfaceInfo,
+    read_timeout: Duration,
+    socket_fd: Option<i32>,
+) -> Result<Socket, LinkError> {
+    let name = iface.name.as_str();
     let config = Config {
         read_timeout: Some(read_timeout),
         write_timeout: Some(Duration::from_secs(1)),
         read_buffer_size: 65_536,
         promiscuous: false,
+        socket_fd,
         ..Config::default()
     };
-    match pnet_datalink::channel(&iface, config) {
+    match pnet_datalink::channel(iface, config) {
         Ok(Channel::Ethernet(tx, rx)) => Ok(Socket { info, tx, rx }),
         Ok(_) => Err(LinkError::NotEthernet(name.to_owned())),
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {

@@ -5,7 +5,7 @@
 //! ```text
 //!  interface task ─┬─ sweep (every sweep_interval, and at once after a cleanup) ─┐
 //!                  ├─ probe known devices (every probe_interval): ARP + ICMP      │
-//!                  ├─ passive ARP/DHCP listener (continuous)                      ├─▶ Inventory ◀── link
+//!                  ├─ passive ARP/DHCP/IPv6 listener (continuous)                 ├─▶ Inventory ◀── link
 //!                  ├─ mDNS watcher (continuous)                                   │   (Mutex)      (snapshot,
 //!                  ├─ SSDP search (every ssdp_interval)                           │                 deltas)
 //!                  └─ reverse DNS of addresses not looked up yet                 ─┘
@@ -38,6 +38,7 @@ use super::rdns::ReverseDns;
 use super::scanner;
 use super::ssdp::{self, SsdpDevice};
 use super::sweep::{Sweep, SweepConfig, Targets};
+use crate::blocking::gateway;
 use crate::config::{DiscoveryConfig, InterfaceConfig};
 
 /// How long an SSDP search listens for replies.
@@ -148,14 +149,34 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// The interface of the default IPv4 route (from /proc/net/route), if any.
+/// The interface of the default IPv4 route in the calling thread's network namespace, if any (the route
+/// table as [`gateway::route_table`] reads it).
 pub fn default_route_interface() -> Option<String> {
-    let table = std::fs::read_to_string("/proc/net/route").ok()?;
-    table.lines().skip(1).find_map(|line| {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        (cols.len() > 7 && cols[1] == "00000000" && cols[7] == "00000000")
-            .then(|| cols[0].to_owned())
-    })
+    match gateway::route_table() {
+        Ok(table) => default_route_interface_in(&table),
+        Err(e) => {
+            warn!(error = %e, "cannot read the route table (/proc/thread-self/net/route, /proc/net/route)");
+            None
+        }
+    }
+}
+
+/// The interface of the lowest-metric default route in `table` (the text of `/proc/net/route`).
+pub fn default_route_interface_in(table: &str) -> Option<String> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            // Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() < 8 || cols[1] != "00000000" || cols[7] != "00000000" {
+                return None;
+            }
+            let metric: u32 = cols[6].parse().ok()?;
+            Some((metric, cols[0]))
+        })
+        .min_by_key(|(metric, _)| *metric)
+        .map(|(_, iface)| iface.to_owned())
 }
 
 /// The interfaces to watch: the configured ones, or the default route's.
@@ -299,7 +320,7 @@ impl InterfaceTask {
         let _listener = match PassiveListener::start(&name, heard_tx) {
             Ok(l) => Some(l),
             Err(e) => {
-                warn!(iface = %name, error = %e, "passive ARP/DHCP listening unavailable");
+                warn!(iface = %name, error = %e, "passive ARP/DHCP/IPv6 listening unavailable");
                 None
             }
         };
@@ -592,7 +613,8 @@ pub fn mdns_facts(host: MdnsHost) -> Facts {
     }
 }
 
-/// A frame heard on the wire, into the inventory: the sender is alive; DHCP adds a name and vendor class.
+/// A frame heard on the wire, into the inventory: the sender of ARP or DHCP is alive, DHCP adds a name and
+/// vendor class; IPv6 adds addresses to the device (see [`Inventory::ipv6_seen`]).
 pub fn apply_heard(inv: &mut Inventory, seg: &Segment, heard: Heard, at_ms: i64) {
     match heard {
         Heard::Arp { mac, ip, .. } => {
@@ -602,6 +624,15 @@ pub fn apply_heard(inv: &mut Inventory, seg: &Segment, heard: Heard, at_ms: i64)
             let ip = c.client_ip.or(c.requested_ip);
             let key = inv.seen(seg, c.mac, ip, None, at_ms);
             inv.dhcp(key, c.hostname.as_deref(), c.vendor_class.as_deref(), at_ms);
+        }
+        Heard::Ipv6 {
+            mac,
+            source,
+            target,
+        } => {
+            for ip in source.into_iter().chain(target) {
+                inv.ipv6_seen(seg, mac, ip);
+            }
         }
     }
 }
@@ -640,5 +671,64 @@ pub fn ssdp_facts(d: SsdpDevice) -> Facts {
             model_number: d.model_number,
             device_type: d.device_type,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_route_with_the_lowest_metric_names_the_interface() {
+        let table =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+             lan0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+             wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0\n\
+             eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n\
+             lan1\t00000000\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+        assert_eq!(default_route_interface_in(table).as_deref(), Some("eth0"));
+        // Header only, or only a network route: none.
+        assert_eq!(
+            default_route_interface_in(&table[..table.find('\n').unwrap()]),
+            None
+        );
+        assert_eq!(
+            default_route_interface_in(
+                table
+                    .lines()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+                    .as_str()
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn heard_ipv6_addresses_join_the_device_of_that_mac() {
+        let mut inv = Inventory::new();
+        let seg = Segment {
+            interface: "lan0".into(),
+            vlan: None,
+        };
+        let mac = MacAddr(0x00, 0x1a, 0x11, 0, 0, 1);
+        let (ll, global): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+            ("fe80::1".parse().unwrap(), "2001:db8::1".parse().unwrap());
+        let ipv6 = Heard::Ipv6 {
+            mac,
+            source: Some(ll),
+            target: Some(global),
+        };
+        // Before the device is known, the addresses wait; ARP brings the device.
+        apply_heard(&mut inv, &seg, ipv6, 1);
+        assert!(inv.is_empty());
+        let arp = Heard::Arp {
+            mac,
+            ip: Ipv4Addr::new(10, 0, 0, 5),
+            gratuitous: false,
+        };
+        apply_heard(&mut inv, &seg, arp, 2);
+        assert_eq!(inv.devices()[0].ipv6, [ll, global]);
     }
 }

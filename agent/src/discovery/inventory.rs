@@ -5,9 +5,14 @@
 //!
 //! Liveness: any sign of life makes a device online at once (an `online` event if it was offline); it goes
 //! offline only after `offline_after` probes in a row went unanswered.
+//!
+//! IPv6: the addresses heard for a MAC ([`Inventory::ipv6_seen`]) join its device, at most [`MAX_IPV6`],
+//! the most recently heard kept; an address heard from another MAC on the same interface leaves the device
+//! that had it. They do not make a device by themselves: an address for a MAC without a device waits
+//! (bounded) until the device shows up.
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use outpost_cloud_link::inventory::{
@@ -53,6 +58,11 @@ impl Facts {
 const MAX_PENDING: usize = 4096;
 /// Longest name kept.
 const MAX_NAME: usize = 253;
+/// Most IPv6 addresses kept per device (link-local, stable, temporary ones of a few prefixes); beyond it
+/// the least recently heard goes.
+pub const MAX_IPV6: usize = 8;
+/// Most MACs without a device whose IPv6 addresses are held until it shows up.
+const MAX_PENDING_IPV6: usize = 256;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -75,6 +85,8 @@ pub struct Inventory {
     /// (interface, IP) → the device last seen with that address there.
     by_ip: HashMap<(String, Ipv4Addr), Key>,
     pending: HashMap<(String, Ipv4Addr), Facts>,
+    /// IPv6 addresses heard for MACs that have no device yet.
+    pending_ipv6: HashMap<Key, Vec<Ipv6Addr>>,
     dirty: HashSet<Key>,
     events: Vec<DeviceEvent>,
 }
@@ -228,7 +240,7 @@ impl Inventory {
                 vlan: seg.vlan,
                 interface: seg.interface.clone(),
                 ipv4: ip,
-                ipv6: Vec::new(),
+                ipv6: self.pending_ipv6.remove(&key).unwrap_or_default(),
                 names: Vec::new(),
                 vendor: oui::vendor(mac).map(str::to_owned),
                 locally_administered: oui::is_locally_administered(mac),
@@ -300,6 +312,51 @@ impl Inventory {
             }
         }
         key
+    }
+
+    /// `mac` uses the IPv6 address `ip` on `seg` (heard in a packet that stayed on the link). A new address
+    /// joins the device (it is a change: the device is reported), the oldest going beyond [`MAX_IPV6`], and
+    /// leaves any other device on the same interface (it moved). Not a sign of life by itself: it neither
+    /// brings a device online nor keeps it so (probes are IPv4). A MAC without a device keeps the address
+    /// until the device appears (a sweep, ARP, DHCP); it does not create one, which could never be probed
+    /// and so would never go offline.
+    pub fn ipv6_seen(&mut self, seg: &Segment, mac: MacAddr, ip: Ipv6Addr) {
+        let key = (seg.vlan, mac);
+        match self.devices.get_mut(&key) {
+            Some(e) => {
+                if !remember_ipv6(&mut e.device.ipv6, ip) {
+                    return;
+                }
+                self.dirty.insert(key);
+            }
+            None => {
+                if !self.pending_ipv6.contains_key(&key)
+                    && self.pending_ipv6.len() >= MAX_PENDING_IPV6
+                {
+                    return;
+                }
+                if !remember_ipv6(self.pending_ipv6.entry(key).or_default(), ip) {
+                    return;
+                }
+            }
+        }
+        self.ipv6_moved_to(seg, key, ip);
+    }
+
+    /// `ip` is `key`'s now: other devices (and waiting MACs) on the segment lose it.
+    fn ipv6_moved_to(&mut self, seg: &Segment, key: Key, ip: Ipv6Addr) {
+        for (other, e) in &mut self.devices {
+            if *other != key && e.device.interface == seg.interface && e.device.ipv6.contains(&ip) {
+                e.device.ipv6.retain(|a| *a != ip);
+                self.dirty.insert(*other);
+            }
+        }
+        self.pending_ipv6.retain(|other, addrs| {
+            if *other != key && other.0 == seg.vlan {
+                addrs.retain(|a| *a != ip);
+            }
+            !addrs.is_empty()
+        });
     }
 
     /// An ICMP echo answer (the device is also `seen` by its ARP answer, or now). The RTT is reported with
@@ -430,6 +487,20 @@ impl Inventory {
             },
         );
     }
+}
+
+/// Makes `ip` the most recently heard of `list`, dropping the least recently heard beyond [`MAX_IPV6`];
+/// `true` when it was not there (the set changed).
+fn remember_ipv6(list: &mut Vec<Ipv6Addr>, ip: Ipv6Addr) -> bool {
+    if let Some(at) = list.iter().position(|a| *a == ip) {
+        list[at..].rotate_left(1);
+        return false;
+    }
+    if list.len() >= MAX_IPV6 {
+        list.drain(..=list.len() - MAX_IPV6);
+    }
+    list.push(ip);
+    true
 }
 
 fn merge_facts(into: &mut Facts, facts: Facts) {
@@ -636,6 +707,112 @@ mod tests {
         assert_eq!(back.key_by_ip("lan10", IP1), Some((Some(10), MAC)));
         assert_eq!(back.probe_targets("lan10"), [(IP1, MAC)]);
         assert!(back.probe_targets("lan0").is_empty());
+    }
+
+    fn v6(text: &str) -> Ipv6Addr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn ipv6_addresses_join_their_device_and_are_a_change_once() {
+        let mut inv = Inventory::new();
+        let s = seg(Some(10));
+        let key = inv.seen(&s, MAC, Some(IP1), None, 1);
+        inv.take_changes();
+        inv.ipv6_seen(&s, MAC, v6("fe80::21a:11ff:fe00:1"));
+        inv.ipv6_seen(&s, MAC, v6("2001:db8:50::10"));
+        let (devices, events) = inv.take_changes();
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(
+            devices[0].ipv6,
+            [v6("fe80::21a:11ff:fe00:1"), v6("2001:db8:50::10")]
+        );
+        // Heard again: not a change, and no sign of life either.
+        inv.ipv6_seen(&s, MAC, v6("2001:db8:50::10"));
+        assert!(!inv.has_changes());
+        assert_eq!(inv.get(&key).unwrap().last_seen_ms, 1);
+        // The same MAC on another VLAN is another device, which knows nothing of it.
+        inv.seen(&seg(Some(20)), MAC, Some(IP1), None, 2);
+        assert!(inv.get(&(Some(20), MAC)).unwrap().ipv6.is_empty());
+        // Stored and loaded back with the device.
+        let back = Inventory::load(inv.devices());
+        assert_eq!(back.get(&key).unwrap().ipv6.len(), 2);
+    }
+
+    #[test]
+    fn a_device_keeps_the_most_recently_heard_ipv6_addresses() {
+        let mut inv = Inventory::new();
+        let s = seg(None);
+        let key = inv.seen(&s, MAC, Some(IP1), None, 1);
+        let addr = |i: usize| v6(&format!("2001:db8::{i:x}"));
+        for i in 0..MAX_IPV6 {
+            inv.ipv6_seen(&s, MAC, addr(i));
+        }
+        inv.take_changes();
+        // The oldest is heard again, then a new one comes: the least recently heard (1) goes.
+        inv.ipv6_seen(&s, MAC, addr(0));
+        assert!(!inv.has_changes());
+        inv.ipv6_seen(&s, MAC, addr(100));
+        let ipv6 = &inv.get(&key).unwrap().ipv6;
+        assert_eq!(ipv6.len(), MAX_IPV6);
+        assert!(!ipv6.contains(&addr(1)));
+        assert!(ipv6.contains(&addr(0)) && ipv6.contains(&addr(100)));
+        assert_eq!(inv.take_changes().0.len(), 1);
+    }
+
+    #[test]
+    fn an_ipv6_address_heard_from_another_mac_leaves_the_old_device() {
+        let mut inv = Inventory::new();
+        let (s, other_seg) = (seg(None), seg(Some(20)));
+        let other = MacAddr(0x00, 0x1a, 0x11, 0, 0, 2);
+        let old = inv.seen(&s, MAC, Some(IP1), None, 1);
+        let new = inv.seen(&s, other, Some(IP2), None, 1);
+        let elsewhere = inv.seen(&other_seg, MAC, Some(IP1), None, 1);
+        let moving = v6("2001:db8::77");
+        inv.ipv6_seen(&s, MAC, moving);
+        inv.ipv6_seen(&s, MAC, v6("fe80::1"));
+        inv.ipv6_seen(&other_seg, MAC, moving);
+        inv.take_changes();
+        inv.ipv6_seen(&s, other, moving);
+        let (devices, _) = inv.take_changes();
+        // Both devices on that interface changed; the one on the other interface kept its address.
+        assert_eq!(devices.len(), 2, "{devices:?}");
+        assert_eq!(inv.get(&old).unwrap().ipv6, [v6("fe80::1")]);
+        assert_eq!(inv.get(&new).unwrap().ipv6, [moving]);
+        assert_eq!(inv.get(&elsewhere).unwrap().ipv6, [moving]);
+    }
+
+    #[test]
+    fn ipv6_for_an_unknown_mac_waits_for_its_device() {
+        let mut inv = Inventory::new();
+        let s = seg(None);
+        inv.ipv6_seen(&s, MAC, v6("2001:db8::5"));
+        inv.ipv6_seen(&s, MAC, v6("fe80::5"));
+        assert!(inv.is_empty() && !inv.has_changes());
+        // Another MAC took one of them meanwhile.
+        let other = MacAddr(0x00, 0x1a, 0x11, 0, 0, 2);
+        inv.ipv6_seen(&s, other, v6("fe80::5"));
+        let key = inv.seen(&s, MAC, Some(IP1), None, 1);
+        let (devices, events) = inv.take_changes();
+        assert_eq!(kinds(&events), ["new"]);
+        assert_eq!(devices[0].ipv6, [v6("2001:db8::5")]);
+        assert_eq!(inv.get(&key).unwrap().ipv6, [v6("2001:db8::5")]);
+        let other_key = inv.seen(&s, other, Some(IP2), None, 2);
+        assert_eq!(inv.get(&other_key).unwrap().ipv6, [v6("fe80::5")]);
+        // Bounded: MACs beyond the limit are not held; a cleanup forgets them all.
+        for i in 0..MAX_PENDING_IPV6 as u32 + 10 {
+            let [_, _, a, b] = i.to_be_bytes();
+            inv.ipv6_seen(
+                &s,
+                MacAddr(0x02, 0, 0, 0, a, b),
+                v6(&format!("2001:db8::1:{i:x}")),
+            );
+        }
+        assert_eq!(inv.pending_ipv6.len(), MAX_PENDING_IPV6);
+        let late = inv.seen(&s, MacAddr(0x02, 0, 0, 0, 1, 9), Some(IP2), None, 3);
+        assert!(inv.get(&late).unwrap().ipv6.is_empty());
+        inv.clear();
+        assert!(inv.pending_ipv6.is_empty());
     }
 
     #[test]

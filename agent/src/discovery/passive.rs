@@ -1,16 +1,22 @@
-//! Passive discovery: devices heard on the wire between sweeps (ARP, gratuitous ARP, DHCP client messages).
+//! Passive discovery: devices heard on the wire between sweeps (ARP, gratuitous ARP, DHCP client messages)
+//! and the IPv6 addresses they use (IPv6 packets that stay on the link, Neighbor Discovery; see [`ipv6`]).
 //!
 //! [`parse_frame`] is pure: an Ethernet frame in, what it says about a device out ([`Heard`]), or `None`
-//! for everything else (our own frames, other protocols, DHCP servers' answers, truncated or malformed
-//! packets). [`PassiveListener`] runs it on an `AF_PACKET` socket (not promiscuous: broadcasts and frames to
-//! us are what devices announce themselves with) on its own thread and hands each [`Heard`] to a bounded
-//! tokio channel, dropping (and counting) what does not fit instead of blocking.
+//! for everything else (our own frames, other protocols, DHCP servers' answers, forwarded IPv6, truncated or
+//! malformed packets). [`PassiveListener`] runs it on an `AF_PACKET` socket (not promiscuous: broadcasts,
+//! all multicast and frames to us are what devices announce themselves with) on its
+//! own thread and hands each [`Heard`] to a bounded tokio channel, dropping (and counting) what does not fit
+//! instead of blocking.
+//!
+//! The socket has an all-multicast membership ([`datalink::open_listening_socket`]): on a NIC that filters
+//! multicast it still hears the neighbour solicitations and duplicate address detection probes that IPv6
+//! hosts send to each other's solicited-node groups, and MLD reports.
 //!
 //! ```text
 //!  LAN ─▶ AF_PACKET rx thread ─▶ parse_frame(own MAC) ─▶ try_send((Instant, Heard)) ─▶ inventory
 //! ```
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -29,6 +35,8 @@ use tracing::{debug, warn};
 use super::arp::{self, Arp, Local};
 use super::datalink::{self, LinkError};
 
+pub mod ipv6;
+
 /// What a frame told us about a device on the LAN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Heard {
@@ -45,6 +53,18 @@ pub enum Heard {
     },
     /// A DHCP client message (DISCOVER, REQUEST, INFORM, ...) sent to the servers' port 67.
     Dhcp(DhcpClient),
+    /// IPv6 addresses a device uses, from a packet that stayed on the link (see [`ipv6`]); at least one of
+    /// the two, and never the same one twice.
+    Ipv6 {
+        /// The device the addresses belong to: the frame's sender, or the MAC a Neighbor Advertisement's
+        /// target link-layer address option names.
+        mac: MacAddr,
+        /// The packet's source address (only when `mac` sent the packet).
+        source: Option<Ipv6Addr>,
+        /// The address a Neighbor Advertisement with the override flag is for, or a duplicate address
+        /// detection probe's (the address its sender is taking).
+        target: Option<Ipv6Addr>,
+    },
 }
 
 impl Heard {
@@ -53,6 +73,7 @@ impl Heard {
         match self {
             Heard::Arp { mac, .. } => *mac,
             Heard::Dhcp(client) => client.mac,
+            Heard::Ipv6 { mac, .. } => *mac,
         }
     }
 }
@@ -86,10 +107,12 @@ pub const VENDOR_CLASS_MAX_CHARS: usize = 128;
 /// - an ARP request or reply from a unicast sender MAC with a usable sender address (ARP probes, whose
 ///   sender address is `0.0.0.0`, say nothing about an address in use and are ignored);
 /// - a DHCP client message (BOOTREQUEST, Ethernet `chaddr`, magic cookie) in an unfragmented IPv4/UDP
-///   datagram to port 67.
+///   datagram to port 67;
+/// - an IPv6 packet that names an address of a device ([`ipv6`]: a source address in a packet that cannot
+///   have been forwarded, a Neighbor Advertisement's or duplicate address detection probe's target).
 ///
-/// `None` for everything else, and for every frame whose Ethernet source, ARP sender or DHCP `chaddr` is
-/// `own` (what we send comes back on an `AF_PACKET` socket).
+/// `None` for everything else, and for every frame whose Ethernet source, ARP sender, DHCP `chaddr` or
+/// advertised owner is `own` (what we send comes back on an `AF_PACKET` socket).
 pub fn parse_frame(own: MacAddr, frame: &[u8]) -> Option<Heard> {
     let eth = EthernetPacket::new(frame)?;
     if eth.get_source() == own {
@@ -98,6 +121,7 @@ pub fn parse_frame(own: MacAddr, frame: &[u8]) -> Option<Heard> {
     match eth.get_ethertype() {
         EtherTypes::Arp => heard_arp(own, eth.get_destination(), arp::parse(frame)?),
         EtherTypes::Ipv4 => dhcp_client(own, eth.payload()).map(Heard::Dhcp),
+        EtherTypes::Ipv6 => ipv6::heard(own, eth.get_source(), eth.payload()),
         _ => None,
     }
 }
@@ -295,7 +319,8 @@ impl PassiveListener {
     /// address) and starts receiving into `out`. A full channel drops the item (counted in
     /// [`ListenerStats::dropped`]): the socket thread never waits for the consumer.
     pub fn start(iface: &str, out: mpsc::Sender<(Instant, Heard)>) -> Result<Self, LinkError> {
-        let datalink::Socket { info, tx, mut rx } = datalink::open_socket(iface, RECV_POLL)?;
+        let datalink::Socket { info, tx, mut rx } =
+            datalink::open_listening_socket(iface, RECV_POLL)?;
         // Listening only; the receive half keeps the socket open.
         drop(tx);
         let own = info.local.mac;
