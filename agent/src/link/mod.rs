@@ -430,35 +430,33 @@ impl Link {
             }
             Some(Handled::Done(done)) => done,
         };
-        {
-            if self.identity.name != before {
-                info!(name = %self.identity.name, "renamed");
-            }
-            if self.store.epoch()? != epoch_before {
-                // A cleanup: the store and outbox are wiped; forget the devices in memory too, tell the
-                // portal the (empty) inventory of the new epoch, and sweep again at once.
-                if let Some(shared) = &self.discovery {
-                    shared.clear();
-                }
-                // Blocks are data too: lift them all (restoring ARP caches); the blocker's change
-                // notification sends the emptied `blocks` report.
-                let blocker = Arc::clone(self.actions.blocker());
-                tokio::spawn(async move {
-                    if let Err(e) = blocker.unblock_all().await {
-                        warn!(error = %e, code = e.code(), "cleanup: lifting the blocks failed");
-                    }
-                });
-                self.queue_snapshot()?;
-            }
-            self.queue(
-                AgentMessage::Ack(Ack {
-                    command_id: done.command_id,
-                    outcome: done.outcome,
-                    result: None,
-                }),
-                false,
-            )?;
+        if self.identity.name != before {
+            info!(name = %self.identity.name, "renamed");
         }
+        if self.store.epoch()? != epoch_before {
+            // A cleanup: the store and outbox are wiped; forget the devices in memory too, tell the
+            // portal the (empty) inventory of the new epoch, and sweep again at once.
+            if let Some(shared) = &self.discovery {
+                shared.clear();
+            }
+            // Blocks are data too: lift them all (restoring ARP caches); the blocker's change
+            // notification sends the emptied `blocks` report.
+            let blocker = Arc::clone(self.actions.blocker());
+            tokio::spawn(async move {
+                if let Err(e) = blocker.unblock_all().await {
+                    warn!(error = %e, code = e.code(), "cleanup: lifting the blocks failed");
+                }
+            });
+            self.queue_snapshot()?;
+        }
+        self.queue(
+            AgentMessage::Ack(Ack {
+                command_id: done.command_id,
+                outcome: done.outcome,
+                result: None,
+            }),
+            false,
+        )?;
         Ok(())
     }
 

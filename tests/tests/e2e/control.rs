@@ -357,6 +357,28 @@ async fn a_box_blocks_and_unblocks_from_the_portal_on_real_traffic_and_keeps_blo
             "{action} with its actor in {history}"
         );
     }
+
+    // A cleanup wipes the site's data, blocks included: the blocked device gets its internet back and
+    // stays unblocked once rediscovered.
+    let blocked = portal.act(&id, &target.mac, "block", None).await?;
+    assert_eq!(blocked["status"], "done", "{blocked}");
+    wait_reach(&lab, &target, false, Instant::now(), Duration::from_secs(3))?;
+    let t0 = Instant::now();
+    portal.cleanup(&id).await?;
+    let took = wait_reach(&lab, &target, true, t0, Duration::from_secs(5))
+        .with_context(|| agent.log_tail())?;
+    eprintln!("a cleanup lifted the block after {took:?}");
+    let view = wait_for(
+        "the target rediscovered after the cleanup",
+        Duration::from_secs(20),
+        || async { Ok(device_view(&portal, &id, &target.mac).await.ok()) },
+    )
+    .await?;
+    assert_eq!(view["blocked"], false, "{view}");
+    assert!(
+        reach(&lab, &target)?.tcp,
+        "still unblocked after the cleanup"
+    );
     Ok(())
 }
 
