@@ -16,7 +16,7 @@ use outpost_cloud_link::protocol::{
 use outpost_portal::ingest::Disposition;
 use serde_json::{json, Value};
 
-use crate::harness::{hello_on, Harness, Response};
+use crate::harness::{hello_on, sample_device, Harness, Response};
 
 const PLAIN: &str = "00:1a:11:00:00:01";
 const TAGGED: &str = "00:1a:11:00:00:14";
@@ -26,25 +26,7 @@ const AUTH_PASSWORD: &str = "auth-pass-0003";
 const PRIV_PASSWORD: &str = "priv-pass-0004";
 
 fn device(mac: &str, vlan: Option<u16>, interface: &str, ipv4: [u8; 4]) -> Device {
-    Device {
-        mac: mac.into(),
-        vlan,
-        interface: interface.into(),
-        ipv4: Some(Ipv4Addr::from(ipv4)),
-        ipv6: Vec::new(),
-        names: Vec::new(),
-        vendor: None,
-        locally_administered: false,
-        dhcp_vendor_class: None,
-        services: Vec::new(),
-        model_hints: Default::default(),
-        upnp: None,
-        first_seen_ms: 1_000,
-        last_seen_ms: 2_000,
-        online: true,
-        arp_rtt_ms: None,
-        icmp_rtt_ms: None,
-    }
+    sample_device(mac, vlan, interface, Ipv4Addr::from(ipv4))
 }
 
 /// `PLAIN` on the untagged `lan0`, `TAGGED` on `lan0.20` (VLAN 20, tagged).

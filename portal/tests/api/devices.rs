@@ -14,7 +14,7 @@ use outpost_cloud_link::protocol::{AgentMessage, Presence, Report};
 use outpost_portal::ingest::Disposition;
 use serde_json::{json, Value};
 
-use crate::harness::{Auth, Harness};
+use crate::harness::{sample_device, Auth, Harness};
 
 fn id_of(v: &Value) -> String {
     v["agent_id"].as_str().unwrap().to_owned()
@@ -27,23 +27,8 @@ fn mac(i: u32) -> String {
 /// Device `i` on VLAN 10, `lan0`, 10.0.x.y, online.
 fn device(i: u32) -> Device {
     Device {
-        mac: mac(i),
-        vlan: Some(10),
-        interface: "lan0".into(),
-        ipv4: Some(Ipv4Addr::from(0x0a00_0000 + i)),
-        ipv6: Vec::new(),
-        names: Vec::new(),
-        vendor: None,
-        locally_administered: false,
-        dhcp_vendor_class: None,
-        services: Vec::new(),
-        model_hints: Default::default(),
-        upnp: None,
-        first_seen_ms: 1_000,
-        last_seen_ms: 2_000,
-        online: true,
         arp_rtt_ms: Some(0.4),
-        icmp_rtt_ms: None,
+        ..sample_device(&mac(i), Some(10), "lan0", Ipv4Addr::from(0x0a00_0000 + i))
     }
 }
 

@@ -388,3 +388,31 @@ pub fn hello_on(name: &str, platform: Platform, segments: Vec<Segment>) -> Agent
         segments,
     })
 }
+
+/// A device record as an agent reports it: online, seen at 1,000 and 2,000 ms, nothing else known.
+pub fn sample_device(
+    mac: &str,
+    vlan: Option<u16>,
+    interface: &str,
+    ipv4: Ipv4Addr,
+) -> outpost_cloud_link::inventory::Device {
+    outpost_cloud_link::inventory::Device {
+        mac: mac.into(),
+        vlan,
+        interface: interface.into(),
+        ipv4: Some(ipv4),
+        ipv6: Vec::new(),
+        names: Vec::new(),
+        vendor: None,
+        locally_administered: false,
+        dhcp_vendor_class: None,
+        services: Vec::new(),
+        model_hints: Default::default(),
+        upnp: None,
+        first_seen_ms: 1_000,
+        last_seen_ms: 2_000,
+        online: true,
+        arp_rtt_ms: None,
+        icmp_rtt_ms: None,
+    }
+}

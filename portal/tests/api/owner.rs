@@ -21,7 +21,7 @@ use outpost_portal::store::owners;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use crate::harness::{hello_on, start_time, Auth, Harness};
+use crate::harness::{hello_on, sample_device, start_time, Auth, Harness};
 
 const OWNER: &str = "ann@example.com";
 const PASSWORD: &str = "violet-garden-42";
@@ -40,26 +40,11 @@ const TAGGED: &str = "00:1a:11:00:00:14";
 
 fn device(mac: &str, vlan: Option<u16>, interface: &str, ip: [u8; 4], name: &str) -> Device {
     Device {
-        mac: mac.into(),
-        vlan,
-        interface: interface.into(),
-        ipv4: Some(Ipv4Addr::from(ip)),
-        ipv6: Vec::new(),
         names: vec![DeviceName {
             name: name.into(),
             source: NameSource::Mdns,
         }],
-        vendor: None,
-        locally_administered: false,
-        dhcp_vendor_class: None,
-        services: Vec::new(),
-        model_hints: Default::default(),
-        upnp: None,
-        first_seen_ms: 1_000,
-        last_seen_ms: 2_000,
-        online: true,
-        arp_rtt_ms: None,
-        icmp_rtt_ms: None,
+        ..sample_device(mac, vlan, interface, Ipv4Addr::from(ip))
     }
 }
 
