@@ -15,11 +15,8 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -30,7 +27,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::lab::{HostInfo, Lab};
-use crate::responders::{fixture, PYTHON};
+use crate::responders::{fixture, Responder, PYTHON};
 
 /// Debian's net-snmp agent.
 pub const SNMPD: &str = "/usr/sbin/snmpd";
@@ -542,12 +539,7 @@ pub struct PlugRequest {
 
 /// A running smart plug in a lab host; stopped when dropped.
 pub struct SmartPlug {
-    child: Child,
-    /// Held open so the plug notices when this process is gone (`--watch-stdin`).
-    stdin: Option<ChildStdin>,
-    lines: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<String>>,
-    readers: Vec<JoinHandle<()>>,
+    process: Responder,
     host: HostInfo,
     port: u16,
 }
@@ -555,20 +547,11 @@ pub struct SmartPlug {
 impl SmartPlug {
     /// Starts `smartplug.py` in `host` (on its address) and waits until it listens.
     pub fn start(lab: &Lab, host: &HostInfo, spec: &PlugSpec) -> Result<Self> {
-        let script = fixture("smartplug.py");
-        let script = script
-            .to_str()
-            .ok_or_else(|| anyhow!("fixture path {script:?} is not UTF-8"))?
-            .to_owned();
         let kind = match spec.kind {
             PlugKind::Shelly => "shelly",
             PlugKind::Tasmota => "tasmota",
         };
         let mut args: Vec<String> = vec![
-            PYTHON.into(),
-            "-u".into(),
-            script,
-            "--watch-stdin".into(),
             "--kind".into(),
             kind.into(),
             "--address".into(),
@@ -593,72 +576,18 @@ impl SmartPlug {
         for id in &spec.stuck {
             args.extend(["--stuck".into(), id.to_string()]);
         }
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut child = lab
-            .host_exec(&host.ns, &argv)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting the {kind} plug in {}", host.ns))?;
-        let stdin = child.stdin.take();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut readers = Vec::new();
-        if let Some(out) = child.stdout.take() {
-            let sink = Arc::clone(&lines);
-            readers.push(std::thread::spawn(move || {
-                for line in BufReader::new(out).lines() {
-                    let Ok(line) = line else { break };
-                    if let Ok(mut lines) = sink.lock() {
-                        lines.push(line);
-                    }
-                }
-            }));
-        }
-        if let Some(mut err) = child.stderr.take() {
-            let sink = Arc::clone(&stderr);
-            readers.push(std::thread::spawn(move || {
-                let mut buf = String::new();
-                let _ = err.read_to_string(&mut buf);
-                if let Ok(mut s) = sink.lock() {
-                    s.push_str(&buf);
-                }
-            }));
-        }
-        let mut plug = SmartPlug {
-            child,
-            stdin,
-            lines,
-            stderr,
-            readers,
+        let process = Responder::start_fixture(
+            lab,
+            host,
+            "smartplug.py",
+            format!("{kind} plug in {}", host.ns),
+            &args,
+        )?;
+        Ok(SmartPlug {
+            process,
             host: host.clone(),
             port: spec.port,
-        };
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if plug.lines().iter().any(|l| l.starts_with("READY")) {
-                return Ok(plug);
-            }
-            if let Some(status) = plug.child.try_wait()? {
-                for r in plug.readers.drain(..) {
-                    let _ = r.join();
-                }
-                bail!(
-                    "the {kind} plug in {} exited ({status}) before it was ready: {}",
-                    host.ns,
-                    plug.stderr_text().trim()
-                );
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "the {kind} plug in {} was not ready after {READY_TIMEOUT:?}: {}",
-                    host.ns,
-                    plug.stderr_text().trim()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        })
     }
 
     /// `IP:PORT`.
@@ -670,18 +599,15 @@ impl SmartPlug {
         &self.host
     }
 
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-
     /// What it printed on stderr so far.
     pub fn stderr_text(&self) -> String {
-        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+        self.process.stderr_text()
     }
 
     /// Every request it served so far, in order.
     pub fn requests(&self) -> Result<Vec<PlugRequest>> {
-        self.lines()
+        self.process
+            .lines()
             .iter()
             .filter_map(|l| l.strip_prefix("REQ "))
             .map(|json| {
@@ -692,18 +618,6 @@ impl SmartPlug {
 
     /// Forgets the requests recorded so far (the next [`SmartPlug::requests`] starts after them).
     pub fn clear_requests(&self) {
-        if let Ok(mut lines) = self.lines.lock() {
-            lines.retain(|l| !l.starts_with("REQ "));
-        }
-    }
-}
-
-impl Drop for SmartPlug {
-    fn drop(&mut self) {
-        stop(&mut self.child, "smart plug");
-        drop(self.stdin.take());
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
+        self.process.forget_lines("REQ ");
     }
 }

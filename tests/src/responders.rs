@@ -188,7 +188,7 @@ impl Responder {
             ]);
             args.extend(s.txt.iter().map(|(k, v)| format!("{k}={v}")));
         }
-        Self::start(
+        Self::start_fixture(
             lab,
             host,
             "mdns_responder.py",
@@ -224,7 +224,7 @@ impl Responder {
                 args.extend([flag.to_owned(), v.clone()]);
             }
         }
-        Self::start(
+        Self::start_fixture(
             lab,
             host,
             "ssdp_responder.py",
@@ -233,7 +233,9 @@ impl Responder {
         )
     }
 
-    fn start(
+    /// Starts the fixture `program` (a python3 script in `fixtures/` that takes `--watch-stdin` and prints
+    /// `READY` once it serves) in `host` with `args`, and waits until it is ready; `what` names it in errors.
+    pub fn start_fixture(
         lab: &Lab,
         host: &HostInfo,
         program: &str,
@@ -346,6 +348,13 @@ impl Responder {
             .lock()
             .map(|l| l.clone())
             .unwrap_or_default()
+    }
+
+    /// Forgets the output lines that start with `prefix` (later [`Responder::lines`] start after them).
+    pub fn forget_lines(&self, prefix: &str) {
+        if let Ok(mut lines) = self.stdout.lines.lock() {
+            lines.retain(|l| !l.starts_with(prefix));
+        }
     }
 
     /// The paths of the HTTP requests an SSDP responder served (`GET <path> FROM <ip>` lines).
