@@ -56,13 +56,18 @@ impl SignedIn {
 
 /// The value of our cookie in the request's `Cookie` headers.
 pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, COOKIE_NAME)
+}
+
+/// The value of the cookie `wanted` in the request's `Cookie` headers.
+pub fn cookie<'h>(headers: &'h HeaderMap, wanted: &str) -> Option<&'h str> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE_NAME)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value.trim())
 }
 
@@ -91,17 +96,19 @@ pub fn end_cookie() -> HeaderValue {
     HeaderValue::from_static("outpost_owner=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0")
 }
 
-/// Whether a browser says the request comes from another site: `Sec-Fetch-Site: cross-site`, or an
-/// `Origin` whose host is not the `Host` asked for. Requests without either (scripts) pass; they still
-/// need the CSRF token.
+/// Whether a browser says the request comes from another site. Browsers that send fetch metadata are
+/// believed: anything but `Sec-Fetch-Site: same-origin` (or `none`, typed by the user) is cross-site. The
+/// pages ask for no referrer, so such browsers send `Origin: null` on their own form posts, which is why
+/// fetch metadata comes first. Without it, an `Origin` whose host is not the `Host` asked for is
+/// cross-site. Requests with neither (scripts) pass; they still need the CSRF token.
 pub fn cross_site(headers: &HeaderMap) -> bool {
     let header = |name| {
         headers
             .get(name)
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
-    if header("sec-fetch-site") == Some("cross-site") {
-        return true;
+    if let Some(site) = header("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
     }
     match header(ORIGIN.as_str()) {
         None => false,
@@ -232,7 +239,16 @@ mod tests {
             ("origin", "null")
         ])));
         assert!(cross_site(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(cross_site(&headers(&[("sec-fetch-site", "same-site")])));
         assert!(!cross_site(&headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(
+            !cross_site(&headers(&[
+                ("host", "portal.example"),
+                ("origin", "null"),
+                ("sec-fetch-site", "same-origin")
+            ])),
+            "a no-referrer page's own form post: Origin null, fetch metadata same-origin"
+        );
     }
 
     #[test]
