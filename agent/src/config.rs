@@ -113,6 +113,15 @@ impl Default for RawPower {
     }
 }
 
+/// The `[geoip]` table as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeoIp {
+    /// A MaxMind DB City database (GeoLite2-City, DB-IP City Lite); absent or empty: none.
+    #[serde(default)]
+    pub database: Option<PathBuf>,
+}
+
 /// The `[discovery]` table as written.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -179,6 +188,8 @@ pub struct RawConfig {
     pub blocking: RawBlocking,
     #[serde(default)]
     pub power: RawPower,
+    #[serde(default)]
+    pub geoip: RawGeoIp,
     #[serde(default = "defaults::heartbeat_secs")]
     pub heartbeat_secs: f64,
     #[serde(default = "defaults::outbox_max_bytes")]
@@ -358,6 +369,21 @@ impl RawPower {
     }
 }
 
+/// The validated `[geoip]` settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GeoIpConfig {
+    /// The City database the agent looks its public address up in; `None`: the portal does it.
+    pub database: Option<PathBuf>,
+}
+
+impl RawGeoIp {
+    fn validate(self) -> GeoIpConfig {
+        GeoIpConfig {
+            database: self.database.filter(|p| !p.as_os_str().is_empty()),
+        }
+    }
+}
+
 /// The validated `[discovery]` settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiscoveryConfig {
@@ -463,6 +489,7 @@ pub struct Config {
     pub discovery: DiscoveryConfig,
     pub blocking: BlockingConfig,
     pub power: PowerConfig,
+    pub geoip: GeoIpConfig,
     pub heartbeat: Duration,
     pub outbox_max_bytes: u64,
     pub reconnect_initial: Duration,
@@ -479,6 +506,7 @@ impl Default for Config {
             discovery: DiscoveryConfig::default(),
             blocking: BlockingConfig::default(),
             power: PowerConfig::default(),
+            geoip: GeoIpConfig::default(),
             heartbeat: Duration::from_secs(30),
             outbox_max_bytes: defaults::outbox_max_bytes(),
             reconnect_initial: Duration::from_millis(500),
@@ -629,6 +657,7 @@ impl RawConfig {
             discovery,
             blocking,
             power,
+            geoip: self.geoip.validate(),
             heartbeat,
             outbox_max_bytes: self.outbox_max_bytes,
             reconnect_initial,
@@ -716,6 +745,22 @@ mod tests {
         assert!(!c.discovery.mdns && c.discovery.ssdp);
         let inline = parse("interfaces = [\"eth1\", {name = \"eth2\", vlan = 30}]").unwrap();
         assert_eq!(inline.interfaces[1].vlan, Some(30));
+    }
+
+    #[test]
+    fn the_geoip_database_is_optional() {
+        let c = parse("[geoip]\ndatabase = \"/var/lib/GeoIP/GeoLite2-City.mmdb\"\n").unwrap();
+        assert_eq!(
+            c.geoip.database.as_deref(),
+            Some(Path::new("/var/lib/GeoIP/GeoLite2-City.mmdb"))
+        );
+        assert_eq!(
+            parse("[geoip]\ndatabase = \"\"").unwrap().geoip.database,
+            None
+        );
+        assert_eq!(parse("[geoip]").unwrap().geoip.database, None);
+        let err = parse("[geoip]\npath = \"x\"").unwrap_err().to_string();
+        assert!(err.contains("unknown field `path`"), "{err}");
     }
 
     #[test]

@@ -23,6 +23,8 @@
 //! - [`discovery`]: LAN discovery: sweeps, probes, passive ARP/DHCP, mDNS, SSDP, reverse DNS, MAC vendors, the
 //!   inventory and the engine that runs them per interface.
 //! - [`control`]: the daemon's local control socket (`outpost-agent devices` of a running agent).
+//! - [`geoip`]: GeoIP self-location: the optional City database, the public address the portal tells, the
+//!   `location` report.
 #![deny(unsafe_code)]
 // One exception, `discovery::datalink::add_all_multicast` (PACKET_ADD_MEMBERSHIP, which no safe crate wraps).
 
@@ -33,6 +35,7 @@ pub mod config;
 pub mod control;
 pub mod discovery;
 pub mod executor;
+pub mod geoip;
 pub mod hostinfo;
 pub mod identity;
 pub mod link;

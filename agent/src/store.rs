@@ -6,6 +6,8 @@
 //! tree "meta"      "outbox_meta"       -> next seq + dropped count (cloud-link `Meta`, 16 bytes)
 //!                  "data_epoch"        -> u64 BE, the epoch stamped on every message
 //!                  "command_floor"     -> u64 BE, every command id <= this was pruned from "commands"
+//!                  "geoip"             -> JSON `geoip::GeoState`: the public address the portal told, the
+//!                                         last location report (kept by a cleanup: it is re-sent, not data)
 //! tree "commands"  command id (u64 BE) -> JSON `CommandRecord` (started, or finished with its outcome)
 //! tree "data"      gathered data, wiped by a cleanup:
 //!                  "dev/" vlan (u16 BE, 0 = none) mac (6 bytes) -> JSON `Device` (cloud-link inventory)
@@ -39,6 +41,7 @@ const CACHE_BYTES: u64 = 1024 * 1024;
 const OUTBOX_META: &[u8] = b"outbox_meta";
 const DATA_EPOCH: &[u8] = b"data_epoch";
 const COMMAND_FLOOR: &[u8] = b"command_floor";
+const GEOIP: &[u8] = b"geoip";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -179,6 +182,21 @@ impl Store {
             .insert(DATA_EPOCH, &be(epoch))
             .map_err(|e| self.err(e))?;
         self.flush()
+    }
+
+    /// The stored GeoIP state (`geoip::GeoState` as JSON), if any.
+    pub fn geoip(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .meta
+            .get(GEOIP)
+            .map_err(|e| self.err(e))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Replaces the GeoIP state. Not flushed: losing it in a crash only means one more lookup.
+    pub fn set_geoip(&self, json: &[u8]) -> Result<(), StoreError> {
+        self.meta.insert(GEOIP, json).map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     /// What is known about command `id`: its record, or `Some(None)`-like pruned status via [`Store::command_floor`].

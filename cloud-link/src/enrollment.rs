@@ -35,6 +35,10 @@ pub struct ActivateResponse {
     pub ca_pem: String,
     #[serde(default)]
     pub epoch: u64,
+    /// The address the portal saw the activation come from: the agent's public address (GeoIP
+    /// self-location looks it up). Absent from portals older than GeoIP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_ip: Option<String>,
 }
 
 impl std::fmt::Debug for ActivateResponse {
@@ -44,6 +48,7 @@ impl std::fmt::Debug for ActivateResponse {
             .field("name", &self.name)
             .field("broker", &self.broker)
             .field("epoch", &self.epoch)
+            .field("public_ip", &self.public_ip)
             .finish_non_exhaustive()
     }
 }
@@ -80,8 +85,24 @@ mod tests {
             secret: "s3cr3t-value".into(),
             ca_pem: String::new(),
             epoch: 0,
+            public_ip: Some("203.0.113.7".into()),
         };
         assert!(!format!("{r:?}").contains("s3cr3t"));
+        assert!(format!("{r:?}").contains("203.0.113.7"));
+    }
+
+    #[test]
+    fn an_activation_reply_without_the_public_address_still_reads() {
+        let old: ActivateResponse = serde_json::from_str(
+            r#"{"agent_id":"ag-1","name":"n","broker":"b:1","secret":"s","ca_pem":"","epoch":0}"#,
+        )
+        .unwrap();
+        assert_eq!(old.public_ip, None);
+        let new: ActivateResponse = serde_json::from_str(
+            r#"{"agent_id":"ag-1","name":"n","broker":"b:1","secret":"s","ca_pem":"","public_ip":"198.51.100.9"}"#,
+        )
+        .unwrap();
+        assert_eq!(new.public_ip.as_deref(), Some("198.51.100.9"));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The versioned wire protocol: JSON messages from agent to portal ([`Envelope`]) and back ([`CommandEnvelope`]).
+//! The versioned wire protocol: JSON messages from agent to portal ([`Envelope`]) and back: commands
+//! ([`CommandEnvelope`]) and notices ([`NoticeEnvelope`]).
 //!
 //! Every message carries the protocol version `v`. A receiver rejects a version newer than its own
 //! [`PROTOCOL_VERSION`] with [`ProtocolError::UnsupportedVersion`] instead of misreading it; fields added
@@ -197,6 +198,10 @@ pub struct Hello {
     /// sit on a tagged VLAN before anyone tries to block one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub segments: Vec<Segment>,
+    /// The agent has a usable GeoIP City database and reports its own `location`; without one (or from an
+    /// agent older than GeoIP) the portal looks the agent's public address up itself.
+    #[serde(default)]
+    pub geoip: bool,
 }
 
 /// One LAN segment the agent watches.
@@ -338,6 +343,47 @@ impl Command {
     }
 }
 
+/// Something the portal tells an agent on `agents/<id>/down/notice`: not a command (no id, nothing to
+/// acknowledge, nothing recorded); QoS 1, never retained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeEnvelope {
+    pub v: u16,
+    pub notice: PortalNotice,
+}
+
+impl NoticeEnvelope {
+    pub fn new(notice: PortalNotice) -> Self {
+        Self {
+            v: PROTOCOL_VERSION,
+            notice,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
+        check_version(bytes)?;
+        Ok(serde_json::from_slice(bytes)?)
+    }
+}
+
+/// What a notice says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PortalNotice {
+    /// The answer to every hello: the address the portal sees the agent connect from (`None` when the
+    /// portal cannot tell).
+    Welcome {
+        #[serde(default)]
+        public_ip: Option<String>,
+    },
+    /// A notice type this build does not know (from a newer portal): ignored.
+    #[serde(other)]
+    Unknown,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,6 +407,7 @@ mod tests {
                 vlan: Some(20),
                 tagged: true,
             }],
+            geoip: true,
         })
     }
 
@@ -429,6 +476,58 @@ mod tests {
         };
         assert_eq!(h.platform, Platform::Router);
         assert!(h.interfaces.is_empty() && h.mac.is_none());
+        assert!(!h.geoip, "an agent older than GeoIP has no database");
+    }
+
+    #[test]
+    fn notices_round_trip_and_unknown_ones_are_ignored() {
+        for notice in [
+            PortalNotice::Welcome {
+                public_ip: Some("203.0.113.7".into()),
+            },
+            PortalNotice::Welcome { public_ip: None },
+        ] {
+            let env = NoticeEnvelope::new(notice);
+            assert_eq!(NoticeEnvelope::decode(&env.encode()).unwrap(), env);
+        }
+        let bare = NoticeEnvelope::decode(br#"{"v":1,"notice":{"type":"welcome"}}"#).unwrap();
+        assert_eq!(bare.notice, PortalNotice::Welcome { public_ip: None });
+        let newer =
+            NoticeEnvelope::decode(br#"{"v":1,"notice":{"type":"maintenance","at":5}}"#).unwrap();
+        assert_eq!(newer.notice, PortalNotice::Unknown);
+        assert!(matches!(
+            NoticeEnvelope::decode(br#"{"v":2,"notice":{"type":"welcome"}}"#),
+            Err(ProtocolError::UnsupportedVersion { found: 2 })
+        ));
+    }
+
+    #[test]
+    fn a_location_report_travels_as_a_report() {
+        use crate::geoip::{LocationReport, LocationSource, LOCATION_REPORT};
+        let body = LocationReport::failure(
+            LocationSource::Agent,
+            Some("192.168.1.2".parse().unwrap()),
+            crate::geoip::codes::PRIVATE_ADDRESS,
+            "private",
+        );
+        let env = Envelope::new(
+            5,
+            1,
+            2,
+            AgentMessage::Report(Report {
+                kind: LOCATION_REPORT.into(),
+                body: serde_json::to_value(&body).unwrap(),
+            }),
+        );
+        let back = Envelope::decode(UpKind::Report, &env.encode()).unwrap();
+        let AgentMessage::Report(r) = back.msg else {
+            panic!("not a report")
+        };
+        assert_eq!(r.kind, "location");
+        assert_eq!(
+            serde_json::from_value::<LocationReport>(r.body).unwrap(),
+            body
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The topic layout: one subtree per agent, `agents/<id>/up/<kind>` from the agent and `agents/<id>/down/cmd` to it.
+//! The topic layout: one subtree per agent, `agents/<id>/up/<kind>` from the agent, `agents/<id>/down/cmd`
+//! (commands) and `agents/<id>/down/notice` (notices) to it.
 //!
 //! The broker gives each agent a role that may publish only under its own `up/` and subscribe only to its own
 //! `down/`; the portal subscribes to [`ALL_UP`]. Nothing here relies on retained messages surviving.
@@ -54,6 +55,12 @@ pub fn commands(agent: &AgentId) -> String {
     format!("{ROOT}/{agent}/down/cmd")
 }
 
+/// `agents/<id>/down/notice`: where the portal tells the agent things that are not commands (no id, no
+/// acknowledgement), such as the public address it connects from.
+pub fn notices(agent: &AgentId) -> String {
+    format!("{ROOT}/{agent}/down/notice")
+}
+
 /// `agents/<id>/up/#`: the filter an agent's broker role may publish to.
 pub fn agent_up_filter(agent: &AgentId) -> String {
     format!("{ROOT}/{agent}/up/#")
@@ -101,5 +108,16 @@ mod tests {
         assert_eq!(agent_up_filter(&id), "agents/ag-1/up/#");
         assert_eq!(agent_down_filter(&id), "agents/ag-1/down/#");
         assert_eq!(commands(&id), "agents/ag-1/down/cmd");
+        assert_eq!(notices(&id), "agents/ag-1/down/notice");
+    }
+
+    #[test]
+    fn the_down_filter_covers_commands_and_notices() {
+        // The agent's broker role may subscribe to its `down/#` only: both topics must be under it.
+        let id = AgentId::parse("ag-1").unwrap();
+        let filter = agent_down_filter(&id);
+        let prefix = filter.trim_end_matches('#');
+        assert!(commands(&id).starts_with(prefix));
+        assert!(notices(&id).starts_with(prefix));
     }
 }

@@ -10,14 +10,21 @@
 //! The `blocks` report (`control::BLOCKS_REPORT`) replaces the agent's blocked devices, also in one
 //! epoch-checked transaction. The hello's `segments` are configuration (like its platform): stored whatever
 //! the epoch, and kept across cleanups.
+//!
+//! GeoIP (`app::location`): every hello is answered with a `Welcome` notice carrying the address the agent
+//! connects from (in a task of its own: finding the address may wait up to 2 s for the broker's log), and
+//! the `location` report (`geoip::LOCATION_REPORT`) is stored, or replaced by the portal's own lookup when
+//! the agent has no usable database.
 
 use outpost_cloud_link::control::{BlocksReport, BLOCKS_REPORT};
+use outpost_cloud_link::geoip::{LocationReport, LOCATION_REPORT};
 use outpost_cloud_link::inventory::{normalize_mac, Device, DeviceEvent, InventoryReport};
 use outpost_cloud_link::protocol::{AgentMessage, Envelope, Hello};
 use outpost_cloud_link::AgentId;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::app::location::Locator;
 use crate::app::{App, OpError};
 use crate::store::agents::{self, AgentRow, HelloFacts};
 use crate::store::devices::{self, PartOutcome};
@@ -39,17 +46,27 @@ pub enum Disposition {
 }
 
 /// Consumes the link's incoming messages until the channel closes.
-pub async fn run(app: App, mut incoming: mpsc::Receiver<crate::link::Incoming>) {
+pub async fn run(app: App, mut incoming: mpsc::Receiver<crate::link::Incoming>, locator: Locator) {
     while let Some(msg) = incoming.recv().await {
-        if let Err(e) = handle(&app, &msg.agent, msg.envelope).await {
+        if let Err(e) = handle_with(&app, &locator, &msg.agent, msg.envelope).await {
             warn!(agent = %msg.agent, error = %e, "agent message not stored");
         }
     }
     info!("agent message stream ended");
 }
 
-/// Applies one message from `agent`.
+/// Applies one message from `agent`, without GeoIP (no database, no notices).
 pub async fn handle(app: &App, agent: &AgentId, env: Envelope) -> Result<Disposition, OpError> {
+    handle_with(app, &Locator::default(), agent, env).await
+}
+
+/// Applies one message from `agent`, with the portal's GeoIP share.
+pub async fn handle_with(
+    app: &App,
+    locator: &Locator,
+    agent: &AgentId,
+    env: Envelope,
+) -> Result<Disposition, OpError> {
     let now = app.now();
     let row = {
         let mut conn = app.store().conn().await?;
@@ -74,7 +91,7 @@ pub async fn handle(app: &App, agent: &AgentId, env: Envelope) -> Result<Disposi
         row
     };
     match env.msg {
-        AgentMessage::Hello(hello) => on_hello(app, &row, env.epoch, &hello).await,
+        AgentMessage::Hello(hello) => on_hello(app, locator, &row, env.epoch, &hello).await,
         AgentMessage::Presence(p) => {
             let mut conn = app.store().conn().await?;
             agents::set_online(&mut conn, agent, p.online).await?;
@@ -100,6 +117,9 @@ pub async fn handle(app: &App, agent: &AgentId, env: Envelope) -> Result<Disposi
             }
             if report.kind == BLOCKS_REPORT {
                 return on_blocks(app, agent, env.seq, env.epoch, report.body).await;
+            }
+            if report.kind == LOCATION_REPORT {
+                return on_location(app, locator, &row, env.seq, report.body).await;
             }
             match InventoryReport::from_report(&report) {
                 Ok(Some(inventory)) => {
@@ -142,6 +162,25 @@ async fn on_blocks(
         return Ok(Disposition::StaleEpoch);
     }
     info!(agent = %agent, seq, blocks, "blocked devices reported");
+    Ok(Disposition::Applied)
+}
+
+/// Stores the agent's `location` report (or the portal's lookup instead, see `app::location`).
+async fn on_location(
+    app: &App,
+    locator: &Locator,
+    row: &AgentRow,
+    seq: u64,
+    body: serde_json::Value,
+) -> Result<Disposition, OpError> {
+    let report: LocationReport = match serde_json::from_value(body) {
+        Ok(report) => report,
+        Err(e) => {
+            warn!(agent = %row.id, seq, kind = LOCATION_REPORT, error = %e, "malformed location report dropped");
+            return Ok(Disposition::Malformed);
+        }
+    };
+    app.apply_location_report(locator, row, report).await?;
     Ok(Disposition::Applied)
 }
 
@@ -257,6 +296,7 @@ fn checked_events(agent: &AgentId, seq: u64, list: Vec<DeviceEvent>) -> Vec<Devi
 
 async fn on_hello(
     app: &App,
+    locator: &Locator,
     row: &AgentRow,
     epoch: u64,
     hello: &Hello,
@@ -286,8 +326,17 @@ async fn on_hello(
             }
         }
     }
-    info!(agent = %agent, version = %hello.version, platform = %hello.platform, "agent said hello");
+    info!(agent = %agent, version = %hello.version, platform = %hello.platform, geoip = hello.geoip, "agent said hello");
     app.send_pending(agent).await?;
+    {
+        let (app, locator, agent, has_db) =
+            (app.clone(), locator.clone(), agent.clone(), hello.geoip);
+        tokio::spawn(async move {
+            if let Err(e) = app.welcome(&locator, &agent, has_db).await {
+                warn!(agent = %agent, error = %e, "public address and location not updated");
+            }
+        });
+    }
     if epoch != row.data_epoch {
         debug!(agent = %agent, epoch, data_epoch = row.data_epoch, "hello interfaces from another data epoch dropped");
         return Ok(Disposition::StaleEpoch);

@@ -1,5 +1,5 @@
 //! The portal's own MQTT session: every agent's messages in (`agents/+/up/#`), commands out
-//! (`agents/<id>/down/cmd`).
+//! (`agents/<id>/down/cmd`) and notices out (`agents/<id>/down/notice`).
 //!
 //! The session is persistent (`clean_session = false`, client id [`CLIENT_ID`]), so QoS 1 messages agents
 //! publish while the portal is reconnecting are queued by the broker and arrive afterwards. It subscribes
@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use outpost_cloud_link::protocol::{CommandEnvelope, Envelope};
+use outpost_cloud_link::protocol::{CommandEnvelope, Envelope, NoticeEnvelope};
 use outpost_cloud_link::session::SessionConfig;
 use outpost_cloud_link::{topics, AgentId};
 use rumqttc::{AsyncClient, ClientError, Publish, QoS};
@@ -75,6 +75,25 @@ impl Link {
             QoS::AtLeastOnce,
             false,
             cmd.encode(),
+        );
+        match tokio::time::timeout(SEND_TIMEOUT, publish).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(LinkError::Closed),
+            Err(_) => Err(LinkError::Busy(SEND_TIMEOUT)),
+        }
+    }
+
+    /// QoS 1 publish of `notice` to `topics::notices(agent)` (not retained; nothing confirms it).
+    pub async fn send_notice(
+        &self,
+        agent: &AgentId,
+        notice: &NoticeEnvelope,
+    ) -> Result<(), LinkError> {
+        let publish = self.client.publish(
+            topics::notices(agent),
+            QoS::AtLeastOnce,
+            false,
+            notice.encode(),
         );
         match tokio::time::timeout(SEND_TIMEOUT, publish).await {
             Ok(Ok(())) => Ok(()),

@@ -48,6 +48,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Technicians' accounts for the web pages.
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +84,10 @@ struct UpArgs {
     /// Enable `PUT /api/v1/dev/clock` (tests only).
     #[arg(long, hide = true)]
     dev_clock: bool,
+    /// A MaxMind DB City database (GeoLite2-City or DB-IP City Lite, .mmdb) to locate agents that have
+    /// none of their own; without it only agents with a database are located.
+    #[arg(long, value_name = "FILE", env = "OUTPOST_PORTAL_GEOIP_DB")]
+    geoip_db: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +116,22 @@ enum TokenCommand {
         data: PathBuf,
         /// The token's name, shown as `token:<name>` in the history.
         #[arg(long, default_value = "admin")]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OperatorCommand {
+    /// Create a technician's account, or set its name and password (ending its sessions). The password is
+    /// read from the first line of standard input.
+    Add {
+        #[arg(long)]
+        data: PathBuf,
+        /// The email the technician signs in with.
+        #[arg(long)]
+        email: String,
+        /// The name shown in the pages.
+        #[arg(long)]
         name: String,
     },
 }
@@ -196,6 +221,9 @@ async fn main() -> std::process::ExitCode {
         Command::Token {
             command: TokenCommand::New { data, name },
         } => token_new(&data, &name).await,
+        Command::Operator {
+            command: OperatorCommand::Add { data, email, name },
+        } => operator_add(&data, &email, &name).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -233,6 +261,33 @@ async fn token_new(data: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
+async fn operator_add(data: &Path, email: &str, name: &str) -> Result<()> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("read the password from standard input")?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    let data = ensure_data_dir(data)?;
+    let store = open_store(&data).await?;
+    let created = outpost_portal::app::operators::add_operator(
+        &store,
+        email,
+        name,
+        password,
+        outpost_portal::passwords::DEFAULT_ITERATIONS,
+        chrono::Utc::now(),
+    )
+    .await
+    .context("save the operator account")?;
+    store.close().await;
+    println!(
+        "{} {}",
+        if created { "created" } else { "updated" },
+        email.trim().to_lowercase()
+    );
+    Ok(())
+}
+
 /// What agents are told: --public-mqtts, else the first --hostname with the listener's port when it
 /// listens on every address, else the listener itself.
 fn public_broker_address(args: &UpArgs) -> String {
@@ -253,6 +308,14 @@ async fn up(args: UpArgs) -> Result<()> {
     let tls = pki
         .server_tls_config()
         .context("build the HTTPS TLS configuration")?;
+    let geoip = match &args.geoip_db {
+        Some(path) => {
+            let db = outpost_cloud_link::geoip::GeoIpDb::open(path).context("open --geoip-db")?;
+            info!(path = %path.display(), database = db.database(), built = db.built(), "GeoIP database opened");
+            Some(db)
+        }
+        None => None,
+    };
     let mut running = broker::start(&data, &pki, BrokerSettings { listen: args.mqtts })
         .await
         .context("start the broker")?;
@@ -277,7 +340,11 @@ async fn up(args: UpArgs) -> Result<()> {
         },
     });
     let limiter = Arc::new(ActivationLimiter::per_minute(args.activation_rate));
-    let ingest_task = tokio::spawn(ingest::run(app.clone(), incoming));
+    let locator = outpost_portal::app::location::Locator::new(
+        geoip,
+        Some(Arc::new(running.link.clone()) as Arc<dyn outpost_portal::app::location::NoticeSender>),
+    );
+    let ingest_task = tokio::spawn(ingest::run(app.clone(), incoming, locator));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sweeper_task = tokio::spawn(sweeper::run(
         app.clone(),

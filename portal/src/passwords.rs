@@ -65,6 +65,25 @@ pub fn waste_time(password: &str, iterations: u32) {
     let _ = derive(password, &[0u8; SALT_LEN], iterations.max(MIN_ITERATIONS));
 }
 
+/// A sign-in's password check, off the async runtime: whether `password` matches the account's `stored`
+/// hash; without an account, the same work is spent ([`waste_time`] at `iterations`) and the answer is
+/// `false`, so an unknown account and a wrong password take as long. Errs only when the blocking task fails.
+pub async fn check_sign_in(
+    password: &str,
+    stored: Option<String>,
+    iterations: u32,
+) -> Result<bool, tokio::task::JoinError> {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || match stored {
+        Some(stored) => verify(&password, &stored),
+        None => {
+            waste_time(&password, iterations);
+            false
+        }
+    })
+    .await
+}
+
 fn derive(password: &str, salt: &[u8], iterations: u32) -> [u8; HASH_LEN] {
     let mut out = [0u8; HASH_LEN];
     pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), salt, iterations, &mut out);

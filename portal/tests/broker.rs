@@ -296,6 +296,7 @@ fn hello() -> AgentMessage {
         interfaces: Vec::new(),
         capabilities: vec!["cleanup".into()],
         segments: Vec::new(),
+        geoip: false,
     })
 }
 

@@ -256,6 +256,8 @@ pub struct Lab {
     internet: Option<Internet>,
     /// The internet host's TCP server, and the pipe it watches (closed: it exits).
     server: Option<(Child, Option<ChildStdin>)>,
+    /// Routes in the machine's namespace to [`Lab::add_public_address`] addresses, removed on drop.
+    public_routes: Vec<Ipv4Addr>,
 }
 
 static LAB_COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -283,6 +285,7 @@ impl Lab {
             uplink: None,
             internet: None,
             server: None,
+            public_routes: Vec::new(),
         };
         // On error `lab` is dropped, which deletes whatever was created.
         lab.create(&spec)?;
@@ -769,6 +772,33 @@ impl Lab {
         Ok(out.status.success())
     }
 
+    /// Makes the agent namespace reach the machine's namespace from `ip`, a public-shaped address (such as
+    /// TEST-NET-3's `203.0.113.7`): it is added to the agent's uplink and used as the source of the route
+    /// to [`Uplink::outside`], and the machine's namespace routes it back through the uplink. A portal on
+    /// `outside` then sees the agent connect from `ip`. Calling it again with another address moves the
+    /// source (open connections keep theirs). The machine's route is removed when the lab is dropped.
+    pub fn add_public_address(&mut self, ip: Ipv4Addr) -> Result<()> {
+        let uplink = self
+            .uplink
+            .clone()
+            .context("a public address needs a lab built with an uplink")?;
+        ip_batch(
+            Some(&self.agent_ns),
+            &format!(
+                "addr replace {ip}/32 dev {UPLINK_IFACE}\n\
+                 route replace {outside}/32 dev {UPLINK_IFACE} src {ip}\n",
+                outside = uplink.outside
+            ),
+        )?;
+        if !self.public_routes.contains(&ip) {
+            self.public_routes.push(ip);
+        }
+        ip_batch(
+            None,
+            &format!("route replace {ip}/32 dev {}\n", uplink.outside_iface),
+        )
+    }
+
     /// The link to the machine's namespace, when the spec asked for one.
     pub fn uplink(&self) -> Option<&Uplink> {
         self.uplink.as_ref()
@@ -934,6 +964,19 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        if let Some(uplink) = &self.uplink {
+            for ip in &self.public_routes {
+                // Deleting the namespace below takes the uplink (and so the route) away too; this keeps the
+                // machine's routing table clean even if that fails.
+                let _ = run(Command::new("ip").args([
+                    "route",
+                    "del",
+                    &format!("{ip}/32"),
+                    "dev",
+                    &uplink.outside_iface,
+                ]));
+            }
+        }
         if let Some((mut child, stdin)) = self.server.take() {
             drop(stdin);
             let _ = child.kill();

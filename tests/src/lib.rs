@@ -5,6 +5,7 @@
 //! The binaries are built on first use with the same cargo that runs the tests, so `cargo test` alone is
 //! enough.
 
+pub mod browser;
 pub mod lab;
 pub mod netns;
 pub mod power_lab;

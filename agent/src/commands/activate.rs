@@ -93,6 +93,8 @@ pub async fn activate(state: &StateDir, args: Args) -> anyhow::Result<Exit> {
     }
     let store = Store::open(&state.db())?;
     store.set_epoch(activation.epoch)?;
+    // The address the portal saw the activation come from: the daemon looks it up (GeoIP) at start.
+    crate::geoip::remember_activation_address(&store, activation.public_ip.as_deref())?;
     drop(store);
 
     let identity = Identity {

@@ -16,6 +16,7 @@ use crate::config::{Config, DEFAULT_PATH};
 use crate::control;
 use crate::discovery::engine::{self, interfaces_to_watch, Shared};
 use crate::discovery::inventory::Inventory;
+use crate::geoip::Locator;
 use crate::identity::Identity;
 use crate::link::{Link, LinkExit, LinkParts};
 use crate::notify::Notifier;
@@ -108,6 +109,8 @@ pub async fn run(state: &StateDir, args: Args) -> anyhow::Result<Exit> {
             }
         });
     }
+    // GeoIP: an unusable database is a warning, never a reason not to run.
+    let locator = Locator::open(config.geoip.database.as_deref(), store.clone())?;
     let link = Link::new(LinkParts {
         runtime: RuntimeFile::new(state.runtime(), identity.name.clone()),
         identity_path: state.identity(),
@@ -119,6 +122,7 @@ pub async fn run(state: &StateDir, args: Args) -> anyhow::Result<Exit> {
         shutdown,
         discovery,
         actions,
+        locator,
     })?;
     let exit = link.run().await;
     match exit {

@@ -2,8 +2,10 @@
 //! the agent side of the lifecycle when the broker turns the agent away.
 //!
 //! ```text
-//!  connect ──ConnAck──▶ subscribe down/cmd, queue presence online + hello, drain outbox (window of 16)
+//!  connect ──ConnAck──▶ subscribe down/cmd and down/notice, queue presence online + hello (+ location),
+//!     │                 drain outbox (window of 16)
 //!     ▲                    │ PubAck(pkid) → outbox.ack(seq)      │ command → executor → Ack queued
+//!     │                    │ Welcome notice → public address → GeoIP lookup → `location` report queued
 //!     │ backoff            ▼ connection error: drop client + event loop
 //!     └── refused? ── ask the portal ─┬─ active / pending / unknown / unreachable → backoff, reconnect
 //!                                     ├─ deactivated / expired → disabled: poll status, reconnect when active
@@ -12,6 +14,10 @@
 //! Heartbeats are queued every interval whether connected or not (not while disabled). rumqttc would
 //! reconnect on its own on the next poll; instead every session gets a fresh client and event loop after the
 //! backoff delay, so the outbox is the only source of retransmission.
+//!
+//! GeoIP ([`crate::geoip`]): the last `location` report is re-sent on every connect and after a cleanup; the
+//! portal answers each hello with a `Welcome` notice carrying the public address it sees, and a new address
+//! (or database) means a new lookup and report.
 
 pub mod flight;
 pub mod verdict;
@@ -23,10 +29,12 @@ use std::time::Duration;
 
 use outpost_cloud_link::backoff::Backoff;
 use outpost_cloud_link::control::{BlocksReport, BLOCKS_REPORT};
+use outpost_cloud_link::geoip::{LocationReport, LOCATION_REPORT};
 use outpost_cloud_link::inventory::{delta_reports, snapshot_part, PART_DEVICES};
 use outpost_cloud_link::outbox::{Outbox, OutboxError};
 use outpost_cloud_link::protocol::{
-    Ack, AgentMessage, Envelope, Heartbeat, Hello, Outcome, Presence, Report, Segment,
+    Ack, AgentMessage, Envelope, Heartbeat, Hello, NoticeEnvelope, Outcome, PortalNotice, Presence,
+    Report, Segment,
 };
 use outpost_cloud_link::session::{split_host_port, SessionConfig, SessionError};
 use outpost_cloud_link::topics;
@@ -39,6 +47,7 @@ use crate::actions::{Actions, Finished};
 use crate::config::Config;
 use crate::discovery::engine::Shared;
 use crate::executor::{ExecError, Executor, Handled};
+use crate::geoip::Locator;
 use crate::hostinfo;
 use crate::identity::Identity;
 use crate::notify::Notifier;
@@ -98,6 +107,8 @@ pub struct LinkParts {
     pub discovery: Option<Arc<Shared>>,
     /// Runs block, unblock and power commands.
     pub actions: Arc<Actions>,
+    /// GeoIP self-location: the database (if any) and the last report.
+    pub locator: Locator,
 }
 
 enum Ended {
@@ -128,6 +139,7 @@ pub struct Link {
     backoff: Backoff,
     started: Instant,
     cmd_topic: String,
+    notice_topic: String,
     heartbeat: Interval,
     watchdog: Option<Interval>,
     discovery: Option<Arc<Shared>>,
@@ -142,6 +154,7 @@ pub struct Link {
     running: HashSet<u64>,
     /// Bumped by the blocker when the blocks change: the `blocks` report goes out again.
     blocks_changed: watch::Receiver<u64>,
+    locator: Locator,
 }
 
 /// Waits for the next watchdog tick, or forever when systemd wants none.
@@ -177,6 +190,7 @@ impl Link {
             shutdown,
             discovery,
             actions,
+            locator,
         } = parts;
         let outbox = Outbox::open(store.outbox_log(), config.outbox_max_bytes)?;
         let mut session = SessionConfig::for_agent(
@@ -216,6 +230,8 @@ impl Link {
             last_snapshot: 0,
             backoff: Backoff::new(config.reconnect_initial, config.reconnect_max),
             cmd_topic: topics::commands(&identity.agent_id),
+            notice_topic: topics::notices(&identity.agent_id),
+            locator,
             started: now,
             config,
             identity,
@@ -242,6 +258,9 @@ impl Link {
             "agent starting"
         );
         self.sync_runtime()?;
+        // The public address known from the activation reply or the last run, if not looked up yet (the
+        // report goes out on connect).
+        self.locator.refresh()?;
         self.notifier.ready();
         self.notifier.status("connecting");
         let exit = self.run_inner().await;
@@ -362,16 +381,22 @@ impl Link {
                 if let Err(e) = client.try_subscribe(&self.cmd_topic, QoS::AtLeastOnce) {
                     warn!(error = %e, "could not subscribe to commands");
                 }
+                if let Err(e) = client.try_subscribe(&self.notice_topic, QoS::AtLeastOnce) {
+                    warn!(error = %e, "could not subscribe to the portal's notices");
+                }
                 self.queue(AgentMessage::Presence(Presence { online: true }), true)?;
                 let hello = self.hello();
                 self.queue(AgentMessage::Hello(hello), false)?;
                 self.queue_snapshot()?;
                 self.queue_blocks()?;
+                self.queue_location()?;
                 self.set_link(LinkState::Up)?;
             }
             Event::Incoming(Packet::Publish(publish)) => {
                 if publish.topic == self.cmd_topic {
                     self.on_command(&publish.payload)?;
+                } else if publish.topic == self.notice_topic {
+                    self.on_notice(&publish.payload)?;
                 } else {
                     warn!(topic = %publish.topic, "ignoring a message on an unexpected topic");
                 }
@@ -391,7 +416,7 @@ impl Link {
                     .iter()
                     .any(|c| matches!(c, SubscribeReasonCode::Failure)) =>
             {
-                error!(topic = %self.cmd_topic, "the broker refused the command subscription; commands cannot arrive (check the agent's broker role)");
+                error!(commands = %self.cmd_topic, notices = %self.notice_topic, "the broker refused a subscription; commands or notices cannot arrive (check the agent's broker role)");
             }
             Event::Outgoing(Outgoing::Publish(pkid)) => {
                 let _ = flight.published(pkid);
@@ -448,6 +473,8 @@ impl Link {
                 }
             });
             self.queue_snapshot()?;
+            // The portal wiped its reports: the location goes again, stamped with the new epoch.
+            self.queue_location()?;
         }
         self.queue(
             AgentMessage::Ack(Ack {
@@ -478,6 +505,46 @@ impl Link {
                 command_id: recorded.command_id,
                 outcome: recorded.outcome,
                 result: done.result,
+            }),
+            false,
+        )
+    }
+
+    /// A notice from the portal: the `Welcome` after each hello tells the public address.
+    fn on_notice(&mut self, payload: &[u8]) -> Result<(), LinkError> {
+        let notice = match NoticeEnvelope::decode(payload) {
+            Ok(env) => env.notice,
+            Err(e) => {
+                warn!(error = %e, "ignoring an unreadable notice from the portal");
+                return Ok(());
+            }
+        };
+        match notice {
+            PortalNotice::Welcome { public_ip } => {
+                debug!(public_ip = ?public_ip, "welcome from the portal");
+                if let Some(report) = self.locator.learn(public_ip.as_deref())? {
+                    self.queue_location_report(&report)?;
+                }
+            }
+            PortalNotice::Unknown => debug!("ignoring a notice of a type this agent does not know"),
+        }
+        Ok(())
+    }
+
+    /// The last `location` report again, if there is one (on connect and after a cleanup).
+    fn queue_location(&mut self) -> Result<(), LinkError> {
+        match self.locator.report().cloned() {
+            Some(report) => self.queue_location_report(&report),
+            None => Ok(()),
+        }
+    }
+
+    fn queue_location_report(&mut self, report: &LocationReport) -> Result<(), LinkError> {
+        let body = serde_json::to_value(report).unwrap_or_default();
+        self.queue(
+            AgentMessage::Report(Report {
+                kind: LOCATION_REPORT.to_owned(),
+                body,
             }),
             false,
         )
@@ -671,6 +738,7 @@ impl Link {
                     tagged: i.tagged,
                 })
                 .collect(),
+            geoip: self.locator.has_db(),
         }
     }
 

@@ -63,6 +63,7 @@ pub async fn activate(
             secret: done.secret,
             ca_pem: done.ca_pem,
             epoch: done.epoch,
+            public_ip: done.public_ip,
         }),
     ))
 }

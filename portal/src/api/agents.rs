@@ -1,8 +1,10 @@
-//! Operator routes on agents: list, get, rename, cleanup, delete, the lifecycle actions, history, data.
+//! Operator routes on agents: the list (search, filters, sort, pages) and its CSV export, get, rename,
+//! cleanup, delete, the lifecycle actions, history, data.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
@@ -13,19 +15,9 @@ use super::error::AppError;
 use super::views::{AgentData, AgentList, AgentView, History, HistoryEntry, ReportView};
 use super::ApiState;
 use crate::app::App;
-use crate::lifecycle::{Action, Status};
-
-/// Default and largest page size.
-const DEFAULT_LIMIT: u32 = 50;
-const MAX_LIMIT: u32 = 500;
-
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    pub status: Option<String>,
-    pub q: Option<String>,
-    pub limit: Option<String>,
-    pub offset: Option<String>,
-}
+use crate::export;
+use crate::lifecycle::Action;
+use crate::listing::{AgentQuery, QueryError};
 
 /// Parses an optional non-negative number from the query, naming the field if it is not one.
 pub fn number(field: &str, raw: Option<&str>, default: u32, max: u32) -> Result<u32, AppError> {
@@ -41,30 +33,49 @@ pub fn number(field: &str, raw: Option<&str>, default: u32, max: u32) -> Result<
     }
 }
 
+/// `GET /agents`: the agents list (see [`AgentQuery::parse`] for the parameters).
 pub async fn list(
     _: Operator,
     State(state): State<ApiState>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<AgentList>, AppError> {
-    let Query(query) = query.map_err(AppError::from_query)?;
-    let status = match query.status.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(
-            s.parse::<Status>()
-                .map_err(|e| AppError::bad_request("status", e.to_string()))?,
-        ),
-    };
-    let limit = number("limit", query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
-    let offset = number("offset", query.offset.as_deref(), 0, u32::MAX)?;
-    let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
-    let (agents, total) = state.app.list_agents(status, q, limit, offset).await?;
+    let Query(pairs) = query.map_err(AppError::from_query)?;
+    let query = AgentQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(bad_query)?;
+    let (items, total) = state.app.search_agents(&query).await?;
     Ok(Json(AgentList {
-        agents: agents
-            .iter()
-            .map(|a| AgentView::new(&state.app, a))
-            .collect(),
+        agents: items.iter().map(AgentView::new).collect(),
         total,
     }))
+}
+
+fn bad_query(e: QueryError) -> AppError {
+    AppError::bad_request(e.param, e.message)
+}
+
+/// `GET /agents.csv`: every agent the list shows under the same search, filters and sort (no pages), as
+/// an RFC 4180 attachment named after today's date (UTC).
+pub async fn export_csv(
+    _: Operator,
+    State(state): State<ApiState>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, AppError> {
+    let Query(pairs) = query.map_err(AppError::from_query)?;
+    let query = AgentQuery::parse_filter(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(bad_query)?;
+    let body = export::export_agents(&state.app, &query).await?;
+    let filename = format!(
+        "attachment; filename=\"outpost-agents-{}.csv\"",
+        state.app.now().format("%Y%m%d")
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, filename),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 pub async fn get(
@@ -72,8 +83,10 @@ pub async fn get(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<AgentView>, AppError> {
-    let agent = state.app.agent(&App::parse_agent_id(&id)?).await?;
-    Ok(Json(AgentView::new(&state.app, &agent)))
+    let id = App::parse_agent_id(&id)?;
+    let item = state.app.agent_item(&id).await?;
+    let location = state.app.location(&id).await?;
+    Ok(Json(AgentView::new(&item).with_location(location)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,8 +102,8 @@ pub async fn rename(
 ) -> Result<Json<AgentView>, AppError> {
     let id = App::parse_agent_id(&id)?;
     let Json(body) = body.map_err(AppError::from_json)?;
-    let agent = state.app.rename(&id, &body.name, &op.actor).await?;
-    Ok(Json(AgentView::new(&state.app, &agent)))
+    state.app.rename(&id, &body.name, &op.actor).await?;
+    Ok(Json(AgentView::new(&state.app.agent_item(&id).await?)))
 }
 
 pub async fn cleanup(
@@ -123,8 +136,8 @@ async fn lifecycle(
     action: Action,
 ) -> Result<Json<AgentView>, AppError> {
     let id = App::parse_agent_id(&id)?;
-    let agent = state.app.lifecycle(&id, action, &op.actor).await?;
-    Ok(Json(AgentView::new(&state.app, &agent)))
+    state.app.lifecycle(&id, action, &op.actor).await?;
+    Ok(Json(AgentView::new(&state.app.agent_item(&id).await?)))
 }
 
 pub async fn deactivate(

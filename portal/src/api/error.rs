@@ -1,5 +1,5 @@
 //! The one error type of the HTTP API: every failure becomes `{ "error": code, "message": text }` with the
-//! right status. Mistakes of the caller are 4xx naming what to fix; internal failures are a generic 500 (or
+//! right status (an invalid site configuration adds `fields: [{ field, message }]`). Mistakes of the caller are 4xx naming what to fix; internal failures are a generic 500 (or
 //! 503 for the broker) with the details only in the log.
 
 use std::time::Duration;
@@ -73,6 +73,9 @@ impl AppError {
                 O::NoOutlet { .. } => (StatusCode::CONFLICT, "no_outlet"),
                 O::ActionUnsupported { .. } => (StatusCode::CONFLICT, "action_unsupported"),
                 O::AgentOffline(_) => (StatusCode::CONFLICT, "agent_offline"),
+                O::InvalidSite(_) => (StatusCode::BAD_REQUEST, "invalid_site"),
+                O::ExportTooLarge { .. } => (StatusCode::BAD_REQUEST, "export_too_large"),
+                O::Export(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
                 O::Lifecycle(LifecycleError::InvalidState { .. }) => {
                     (StatusCode::CONFLICT, "invalid_state")
                 }
@@ -86,7 +89,7 @@ impl AppError {
     /// What the caller reads; internal details stay in the log.
     fn public_message(&self) -> String {
         match self {
-            AppError::Op(OpError::Store(_)) => {
+            AppError::Op(OpError::Store(_)) | AppError::Op(OpError::Export(_)) => {
                 "the portal failed internally; try again, and see the portal's log if it persists"
                     .into()
             }
@@ -108,11 +111,24 @@ impl IntoResponse for AppError {
         if status.is_server_error() {
             error!(error = %self, code, "request failed");
         }
-        let body = Json(ApiError {
-            error: code.to_owned(),
-            message: self.public_message(),
-        });
-        let mut response = (status, body).into_response();
+        let mut response = match &self {
+            // The site form's errors: every bad field, so a page can show each next to its input.
+            AppError::Op(OpError::InvalidSite(invalid)) => {
+                let body = serde_json::json!({
+                    "error": code,
+                    "message": self.public_message(),
+                    "fields": invalid.0,
+                });
+                (status, Json(body)).into_response()
+            }
+            _ => {
+                let body = Json(ApiError {
+                    error: code.to_owned(),
+                    message: self.public_message(),
+                });
+                (status, body).into_response()
+            }
+        };
         let headers = response.headers_mut();
         match &self {
             AppError::RateLimited(wait) => {

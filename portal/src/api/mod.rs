@@ -2,7 +2,8 @@
 //! failure, bearer tokens for operators, HTTP Basic for agents, a per-address limit on activation.
 //!
 //! - [`agent_facing`]: `POST /activate`, `GET /agent/status`.
-//! - [`agents`]: operator routes on agents; [`commands`]: commands; [`devices`]: an agent's device inventory
+//! - [`agents`]: operator routes on agents (the list, its CSV export); [`sites`]: an agent's site
+//!   configuration; [`commands`]: commands; [`devices`]: an agent's device inventory
 //!   and device events; [`control`]: blocking, unblocking and powering a device, its outlet binding;
 //!   [`account`]: history, codes, dev clock.
 //! - [`owner`]: owner access (the operator's owner settings and device flags, the owner's JSON API under
@@ -20,6 +21,7 @@ pub mod error;
 pub mod openapi;
 pub mod owner;
 pub mod rate_limit;
+pub mod sites;
 pub mod views;
 
 use std::sync::Arc;
@@ -83,6 +85,7 @@ fn build(options: ApiOptions) -> Routes {
     .add("post", "/activate", post, agent_facing::activate)
     .add("get", "/agent/status", get, agent_facing::status)
     .add("get", "/agents", get, agents::list)
+    .add("get", "/agents.csv", get, agents::export_csv)
     .add("get", "/agents/{id}", get, agents::get)
     .add("patch", "/agents/{id}", patch, agents::rename)
     .add("delete", "/agents/{id}", delete, agents::delete)
@@ -92,6 +95,8 @@ fn build(options: ApiOptions) -> Routes {
     .add("post", "/agents/{id}/extend", post, agents::extend)
     .add("get", "/agents/{id}/history", get, agents::history)
     .add("get", "/agents/{id}/data", get, agents::data)
+    .add("get", "/agents/{id}/site", get, sites::get)
+    .add("put", "/agents/{id}/site", put, sites::put)
     .add("get", "/agents/{id}/devices", get, devices::list)
     .add("get", "/agents/{id}/events", get, devices::events)
     .add("get", "/agents/{id}/devices/{device}", get, devices::get)
@@ -184,11 +189,13 @@ async fn no_route() -> AppError {
 pub fn router(app: App, limiter: Arc<ActivationLimiter>, options: ApiOptions) -> Router {
     let api = build(options).router.fallback(no_route);
     let owner_pages = owner::pages::router(app.clone());
+    let web_pages = crate::web::router(app.clone());
     Router::new()
         .nest(PREFIX, api)
         .fallback(no_route)
         .with_state(ApiState { app, limiter })
         .merge(owner_pages)
+        .merge(web_pages)
 }
 
 /// Every (lower-case method, path under [`PREFIX`]) the router serves with these options.

@@ -3,8 +3,9 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::app::App;
-use crate::store::agents::{AgentRow, LinkStats};
+use crate::listing::AgentListItem;
+use crate::site::SiteConfig;
+use crate::store::agents::LinkStats;
 use crate::store::commands::CommandRow;
 use crate::store::history::Entry;
 use crate::store::reports::ReportRow;
@@ -43,10 +44,23 @@ pub struct AgentView {
     pub last_seen: Option<String>,
     pub data_epoch: u64,
     pub link: LinkStats,
+    /// `status`, except `activation_pending` for an active agent that never connected.
+    pub display_status: &'static str,
+    /// The prepaid expiration or the end date falls within the next 28 days (`due_at`).
+    pub due_soon: bool,
+    pub due_at: Option<String>,
+    /// The site configuration (empty fields when none was set).
+    pub site: SiteConfig,
+    /// GeoIP: the agent's latest `location` report (its location or why it has none, and who looked it
+    /// up). Only `GET /agents/{id}` includes it ([`AgentView::with_location`]); absent elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<outpost_cloud_link::geoip::LocationReport>,
 }
 
 impl AgentView {
-    pub fn new(app: &App, a: &AgentRow) -> Self {
+    /// The agent as the list shows it: row, site and what was judged at one instant (online, flags).
+    pub fn new(item: &AgentListItem) -> Self {
+        let a = &item.agent;
         let s = &a.subscription;
         Self {
             id: a.id.to_string(),
@@ -65,11 +79,25 @@ impl AgentView {
             public_ip: a.public_ip.clone(),
             platform: a.platform.clone(),
             hostname: a.hostname.clone(),
-            online: app.is_online(a),
+            online: item.online,
             last_seen: opt_time(a.last_seen),
             data_epoch: a.data_epoch,
             link: a.link,
+            display_status: item.display_status.as_str(),
+            due_soon: item.due_soon(),
+            due_at: opt_time(item.due_at),
+            site: item.site.clone(),
+            location: None,
         }
+    }
+
+    /// The view with the agent's location report (`App::location`).
+    pub fn with_location(
+        mut self,
+        location: Option<outpost_cloud_link::geoip::LocationReport>,
+    ) -> Self {
+        self.location = location;
+        self
     }
 }
 

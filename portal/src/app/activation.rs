@@ -40,6 +40,8 @@ pub struct Activated {
     pub secret: String,
     pub ca_pem: String,
     pub epoch: u64,
+    /// The address the activation came from (the HTTPS peer): the agent's public address.
+    pub public_ip: Option<String>,
 }
 
 /// A freshly made activation code (shown once).
@@ -195,7 +197,7 @@ impl App {
             version: req.version.trim().to_owned(),
             local_ip: req.local_ip.clone(),
             mac: req.mac.clone(),
-            public_ip,
+            public_ip: public_ip.clone(),
             platform: req.platform.as_str().to_owned(),
             hostname,
         };
@@ -216,6 +218,7 @@ impl App {
             secret,
             ca_pem: self.settings().ca_pem.clone(),
             epoch: 0,
+            public_ip,
         })
     }
 

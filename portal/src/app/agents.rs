@@ -1,27 +1,85 @@
-//! Operator actions on agents (rename, cleanup, delete, deactivate/reactivate/extend) and the subscription
-//! sweep. Every action writes a history line in the same transaction as the change.
+//! Operator actions on agents (rename, cleanup, delete, deactivate/reactivate/extend), the subscription
+//! sweep, and the agents list (search, filters, sort, pages, the CSV export's rows). Every action writes a
+//! history line in the same transaction as the change. A cleanup keeps the site configuration (customer
+//! data, not agent data); a deletion removes it.
 
 use outpost_cloud_link::protocol::Command;
 use outpost_cloud_link::AgentId;
 use tracing::{info, warn};
 
 use super::{Actor, App, OpError};
-use crate::lifecycle::{self, Action, BrokerEffect, Status, Transition};
-use crate::store::agents::{self, AgentRow};
+use crate::export::MAX_EXPORT_ROWS;
+use crate::lifecycle::{self, Action, BrokerEffect, Transition};
+use crate::listing::{self, AgentListItem, AgentQuery};
+use crate::site::SiteConfig;
+use crate::store::agents::{self, AgentRow, SearchClock};
 use crate::store::history::{self, Entry, Line};
 use crate::store::reports::{self, ReportRow};
-use crate::store::{commands, devices, owners, StoreError};
+use crate::store::{commands, devices, owners, sites, StoreError};
 
 impl App {
-    pub async fn list_agents(
+    /// How the store judges `online` now, by the same rule as [`App::is_online`].
+    fn search_clock(&self, now: chrono::DateTime<chrono::Utc>) -> SearchClock {
+        SearchClock {
+            online_since: listing::online_cutoff(now, self.settings().offline_after),
+        }
+    }
+
+    fn list_item(
         &self,
-        status: Option<Status>,
-        name_contains: Option<&str>,
-        limit: u32,
-        offset: u32,
-    ) -> Result<(Vec<AgentRow>, u64), OpError> {
+        agent: AgentRow,
+        site: SiteConfig,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> AgentListItem {
+        AgentListItem::new(agent, site, now, self.settings().offline_after)
+    }
+
+    /// A page of the agents list, with how many agents match the query in all.
+    pub async fn search_agents(
+        &self,
+        query: &AgentQuery,
+    ) -> Result<(Vec<AgentListItem>, u64), OpError> {
+        let now = self.now();
+        let clock = self.search_clock(now);
         let mut conn = self.store().conn().await?;
-        Ok(agents::list(&mut conn, status, name_contains, limit, offset).await?)
+        let total = agents::count(&mut conn, query, clock).await?;
+        let rows = agents::search(&mut conn, query, clock, query.limit, query.offset).await?;
+        let items = rows
+            .into_iter()
+            .map(|(agent, site)| self.list_item(agent, site, now))
+            .collect();
+        Ok((items, total))
+    }
+
+    /// Every agent matching the query (its page ignored), in its sort: what the CSV export holds. More
+    /// than [`MAX_EXPORT_ROWS`] is refused with [`OpError::ExportTooLarge`].
+    pub async fn export_agents(&self, query: &AgentQuery) -> Result<Vec<AgentListItem>, OpError> {
+        let now = self.now();
+        let clock = self.search_clock(now);
+        let mut conn = self.store().conn().await?;
+        let total = agents::count(&mut conn, query, clock).await?;
+        if total > MAX_EXPORT_ROWS {
+            return Err(OpError::ExportTooLarge {
+                total,
+                cap: MAX_EXPORT_ROWS,
+            });
+        }
+        let limit = u32::try_from(MAX_EXPORT_ROWS).unwrap_or(u32::MAX);
+        let rows = agents::search(&mut conn, query, clock, limit, 0).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(agent, site)| self.list_item(agent, site, now))
+            .collect())
+    }
+
+    /// One agent as the list shows it (with its site configuration).
+    pub async fn agent_item(&self, id: &AgentId) -> Result<AgentListItem, OpError> {
+        let agent = self.agent(id).await?;
+        let site = {
+            let mut conn = self.store().conn().await?;
+            sites::get(&mut conn, id).await?.unwrap_or_default()
+        };
+        Ok(self.list_item(agent, site, self.now()))
     }
 
     /// Renames the agent at once and queues a `Rename` command so the agent learns its name.

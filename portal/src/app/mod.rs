@@ -8,14 +8,21 @@
 //! - [`owner`]: owner access: an agent's owner and per-device flags, what a signed-in owner sees and may do;
 //!   [`owner_auth`]: owner accounts, invitation links, passwords, sessions and CSRF tokens.
 //! - [`control`]: device control: block, unblock, power, outlet bindings, what a device allows.
+//! - [`location`]: GeoIP: agents' public addresses, the `Welcome` notice, the portal's own lookups.
+//! - [`sites`]: each agent's site configuration (read, validated write with a history line); the
+//!   agents list search and CSV export rows are in [`agents`].
 
 pub mod activation;
 pub mod agents;
 pub mod commands;
 pub mod control;
 pub mod devices;
+pub mod location;
+pub mod operators;
 pub mod owner;
 pub mod owner_auth;
+pub mod session_tokens;
+pub mod sites;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
@@ -99,6 +106,12 @@ pub enum OpError {
     #[error("agent {0} is offline; power actions are only sent to a connected agent so they cannot run later by surprise; try again once it is online")]
     AgentOffline(String),
     #[error(transparent)]
+    InvalidSite(#[from] crate::site::InvalidSite),
+    #[error("the export would hold {total} agents, more than the {cap} it allows; narrow the search or the filters (q, status, online)")]
+    ExportTooLarge { total: u64, cap: u64 },
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
+    #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
     #[error("the broker did not accept the change: {0}")]
     Broker(#[from] BrokerError),
@@ -127,6 +140,10 @@ impl Actor {
     /// A site owner signed in with `email` (owner access).
     pub fn owner(email: &str) -> Self {
         Self(format!("owner:{email}"))
+    }
+    /// A technician signed in to the web pages with `email`.
+    pub fn operator(email: &str) -> Self {
+        Self(format!("operator:{email}"))
     }
     pub fn system() -> Self {
         Self("system".into())

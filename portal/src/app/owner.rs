@@ -219,7 +219,7 @@ fn key_of(device: &DeviceRef) -> DeviceKey {
 
 /// The name an owner sees: the friendliest name the agent found (UPnP, mDNS, DHCP, DNS), else the
 /// vendor, else the MAC.
-fn display_name(d: &Device) -> String {
+pub fn display_name(d: &Device) -> String {
     let rank = |s: &NameSource| match s {
         NameSource::Upnp => 0,
         NameSource::Mdns => 1,

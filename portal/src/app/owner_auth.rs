@@ -12,15 +12,12 @@
 
 use std::sync::atomic::Ordering;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use outpost_cloud_link::AgentId;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use tracing::info;
 
 use super::owner::{normalize_email, OwnerError};
+use super::session_tokens::{self, new_token, well_formed};
 use super::{Actor, App};
 use crate::passwords;
 use crate::secrets;
@@ -35,9 +32,6 @@ pub const SESSION_LIFETIME: chrono::Duration = chrono::Duration::days(7);
 pub const MIN_PASSWORD: usize = 10;
 /// Longest password accepted, in characters (bounds the hashing work).
 pub const MAX_PASSWORD: usize = 256;
-
-/// Random bytes in invitation and session tokens.
-const TOKEN_BYTES: usize = 32;
 
 /// A signed-in owner; acts as `owner:<email>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,39 +77,18 @@ pub struct NewSession {
     pub owner: Owner,
 }
 
-fn new_token() -> String {
-    let mut bytes = [0u8; TOKEN_BYTES];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// Whether `token` has the shape of one of ours (43 base64url characters); anything else is unknown
-/// without a look-up.
-fn well_formed(token: &str) -> bool {
-    token.len() == 43
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
+/// The purpose of the owners' CSRF tokens.
+const CSRF_PURPOSE: &str = "outpost-owner-csrf";
 
 /// The CSRF token of the session whose cookie is `session_token`: every state-changing form and owner API
 /// call must carry it.
 pub fn csrf_token(session_token: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(b"outpost-owner-csrf\0");
-    h.update(session_token.as_bytes());
-    URL_SAFE_NO_PAD.encode(h.finalize())
+    session_tokens::csrf_token(CSRF_PURPOSE, session_token)
 }
 
 /// Whether `given` is the CSRF token of `session_token`, compared in constant time.
 pub fn csrf_matches(session_token: &str, given: &str) -> bool {
-    let expected = csrf_token(session_token);
-    expected.len() == given.len()
-        && expected
-            .bytes()
-            .zip(given.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    session_tokens::csrf_matches(CSRF_PURPOSE, session_token, given)
 }
 
 /// Checks a new password and its confirmation.
@@ -148,7 +121,7 @@ impl App {
             .store(iterations.max(passwords::MIN_ITERATIONS), Ordering::Relaxed);
     }
 
-    fn password_iterations(&self) -> u32 {
+    pub(super) fn password_iterations(&self) -> u32 {
         self.inner.owner_password_iterations.load(Ordering::Relaxed)
     }
 
@@ -282,18 +255,10 @@ impl App {
             }
             Err(_) => None,
         };
-        let iterations = self.password_iterations();
-        let password = password.to_owned();
         let stored = account.as_ref().map(|a| a.password_hash.clone());
-        let matches = tokio::task::spawn_blocking(move || match stored {
-            Some(stored) => passwords::verify(&password, &stored),
-            None => {
-                passwords::waste_time(&password, iterations);
-                false
-            }
-        })
-        .await
-        .map_err(|e| OwnerError::Internal(format!("password check task failed: {e}")))?;
+        let matches = passwords::check_sign_in(password, stored, self.password_iterations())
+            .await
+            .map_err(|e| OwnerError::Internal(format!("password check task failed: {e}")))?;
         let Some(account) = account.filter(|_| matches) else {
             info!("owner sign-in refused: unknown email or wrong password");
             return Err(OwnerError::BadSignIn);
@@ -331,16 +296,6 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_are_random_and_well_formed() {
-        let a = new_token();
-        let b = new_token();
-        assert_ne!(a, b);
-        assert!(well_formed(&a), "{a}");
-        assert!(!well_formed("short"));
-        assert!(!well_formed(&format!("{}!", &a[..42])));
-    }
 
     #[test]
     fn csrf_tokens_belong_to_their_session() {

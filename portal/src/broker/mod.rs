@@ -4,9 +4,11 @@
 //! - [`config`]: Mosquitto's configuration file and the initial dynamic-security JSON.
 //! - [`mosquitto`]: finds Mosquitto and supervises it as a child process.
 //! - [`dynsec`]: the [`BrokerAdmin`] implementation over `$CONTROL/dynamic-security/v1`.
+//! - [`connections`]: the address each client connects from, from Mosquitto's log (GeoIP self-location).
 //! - [`start`]: all of it at once: configuration, the supervised broker, the admin and link sessions.
 
 pub mod config;
+pub mod connections;
 pub mod dynsec;
 pub mod mosquitto;
 pub(crate) mod session_task;
@@ -59,6 +61,13 @@ pub trait BrokerAdmin: Send + Sync + 'static {
     async fn kick_agent(&self, agent: &AgentId) -> Result<(), BrokerError>;
     /// Replaces the agent's secret (disconnecting it).
     async fn rotate_secret(&self, agent: &AgentId, secret: &str) -> Result<(), BrokerError>;
+    /// The address the agent is connected from now (its public address, as the broker sees it), waiting
+    /// up to 2 s for the broker to tell. `None` when it cannot tell (not connected, or a broker that does
+    /// not say: the default).
+    async fn client_address(&self, agent: &AgentId) -> Option<std::net::IpAddr> {
+        let _ = agent;
+        None
+    }
 }
 
 /// Where the broker listens.
@@ -81,6 +90,8 @@ pub struct RunningBroker {
     link_task: session_task::SessionTask,
     /// Saves Mosquitto's database whenever the link has (re)subscribed.
     persist: tokio::task::JoinHandle<()>,
+    /// Follows Mosquitto's log for the addresses clients connect from.
+    connections: tokio::task::JoinHandle<()>,
     broker: String,
 }
 
@@ -127,6 +138,11 @@ pub async fn start(
     }
     let plugin = mosquitto::find_dynsec_plugin()?;
     let creds = config::prepare(data, settings.listen, plugin)?;
+    // Connections logged from now on are this broker run's.
+    let connections = connections::ConnectionLog::new(
+        data.broker_log(),
+        connections::ConnectionLog::end_of(&data.broker_log()),
+    );
     let supervisor = mosquitto::Supervisor::start(data, settings.listen).await?;
     let broker = host_port(target);
     let ca = pki.ca_cert_pem.as_bytes().to_vec();
@@ -144,7 +160,7 @@ pub async fn start(
         connect_timeout: std::time::Duration::from_secs(5),
         manual_acks: false,
     };
-    let (admin, admin_task) =
+    let (mut admin, admin_task) =
         match dynsec::DynsecAdmin::connect(admin_cfg, SESSION_START_TIMEOUT).await {
             Ok(v) => v,
             Err(e) => {
@@ -167,6 +183,8 @@ pub async fn start(
         link.subscriptions(),
         supervisor.pid_watch(),
     ));
+    admin.follow_connections(connections.clone());
+    let connections = tokio::spawn(connections.follow());
     tracing::info!(%broker, "broker ready: admin and link sessions connected");
     Ok(RunningBroker {
         admin: std::sync::Arc::new(admin),
@@ -176,6 +194,7 @@ pub async fn start(
         admin_task,
         link_task,
         persist,
+        connections,
         broker,
     })
 }
@@ -198,9 +217,11 @@ impl RunningBroker {
             admin_task,
             supervisor,
             persist,
+            connections,
             ..
         } = self;
         persist.abort();
+        connections.abort();
         link_task.stop().await;
         admin_task.stop().await;
         supervisor.shutdown().await

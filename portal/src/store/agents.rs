@@ -5,8 +5,10 @@ use outpost_cloud_link::AgentId;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use super::{from_ms, opt_from_ms, parse_column, to_i64, to_ms, to_u64, Conn, StoreError};
+use super::{from_ms, opt_from_ms, parse_column, sites, to_i64, to_ms, to_u64, Conn, StoreError};
 use crate::lifecycle::{Plan, Status, Subscription};
+use crate::listing::{online_cutoff_ms, AgentQuery, DisplayStatus, Order, SortKey};
+use crate::site::SiteConfig;
 
 /// The link counters of one agent, stored and shown as they are.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -138,45 +140,179 @@ pub async fn get(conn: &mut Conn, id: &AgentId) -> Result<Option<AgentRow>, Stor
     row.as_ref().map(from_row).transpose()
 }
 
-/// A page of agents, filtered by status and a case-insensitive substring of the name, oldest first; and
-/// how many match in all.
-pub async fn list(
+/// How a search judges time-dependent facts: `online` means the last presence said online and
+/// `last_seen` is at or after `online_since` (see `crate::listing::online_cutoff`; `None`: any time).
+#[derive(Debug, Clone, Copy)]
+pub struct SearchClock {
+    pub online_since: Option<DateTime<Utc>>,
+}
+
+/// A search's WHERE clause and the values of its placeholders, in order.
+struct Filter {
+    sql: String,
+    binds: Vec<Bind>,
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// Characters a phone number can hold: a search text made only of these may match the stored phones
+/// (a JSON array, whose quotes and commas must not match anything else).
+fn phone_text(q: &str) -> bool {
+    q.chars()
+        .all(|c| c.is_ascii_alphanumeric() || " +-.()".contains(c))
+}
+
+fn like_pattern(q: &str) -> String {
+    let escaped = q
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+fn filter(query: &AgentQuery, clock: SearchClock) -> Filter {
+    let mut clauses: Vec<String> = Vec::new();
+    let mut binds = Vec::new();
+    if !query.statuses.is_empty() {
+        let any: Vec<&str> = query
+            .statuses
+            .iter()
+            .map(|s| match s {
+                DisplayStatus::ActivationPending => "(a.status = 'active' AND a.last_seen IS NULL)",
+                DisplayStatus::Active => "(a.status = 'active' AND a.last_seen IS NOT NULL)",
+                DisplayStatus::DeactivationPending => "a.status = 'deactivation_pending'",
+                DisplayStatus::Deactivated => "a.status = 'deactivated'",
+                DisplayStatus::Expired => "a.status = 'expired'",
+            })
+            .collect();
+        clauses.push(format!("({})", any.join(" OR ")));
+    }
+    if let Some(online) = query.online {
+        let is_online = match clock.online_since {
+            Some(since) => {
+                binds.push(Bind::Int(online_cutoff_ms(since)));
+                "(a.online = 1 AND a.last_seen IS NOT NULL AND a.last_seen >= ?)"
+            }
+            None => "(a.online = 1 AND a.last_seen IS NOT NULL)",
+        };
+        clauses.push(if online {
+            is_online.to_owned()
+        } else {
+            format!("NOT {is_online}")
+        });
+    }
+    if let Some(q) = &query.q {
+        let pattern = like_pattern(q);
+        let mut fields = vec![
+            "a.name",
+            "s.customer_id",
+            "s.contract_id",
+            "s.email",
+            "s.first_name",
+            "s.last_name",
+            "(s.first_name || ' ' || s.last_name)",
+            "s.note",
+        ];
+        if phone_text(q) {
+            fields.push("s.phones");
+        }
+        let any: Vec<String> = fields
+            .iter()
+            .map(|f| format!("lower({f}) LIKE lower(?) ESCAPE '\\'"))
+            .collect();
+        binds.extend(fields.iter().map(|_| Bind::Text(pattern.clone())));
+        clauses.push(format!("({})", any.join(" OR ")));
+    }
+    let sql = if clauses.is_empty() {
+        "1 = 1".to_owned()
+    } else {
+        clauses.join(" AND ")
+    };
+    Filter { sql, binds }
+}
+
+/// The ORDER BY of a search: the key (empty values last in both orders), then the id.
+fn order_by(query: &AgentQuery) -> String {
+    let key = match query.sort {
+        SortKey::Name => "lower(a.name)",
+        SortKey::Status => {
+            "CASE WHEN a.status = 'active' AND a.last_seen IS NULL THEN 0 \
+             WHEN a.status = 'active' THEN 1 WHEN a.status = 'deactivation_pending' THEN 2 \
+             WHEN a.status = 'deactivated' THEN 3 ELSE 4 END"
+        }
+        SortKey::LastSeen => "a.last_seen",
+        SortKey::ActivatedAt => "a.activated_at",
+        SortKey::ExpiresAt => "a.expires_at",
+        SortKey::CustomerId => "lower(s.customer_id)",
+    };
+    let direction = match query.order {
+        Order::Asc => "ASC",
+        Order::Desc => "DESC",
+    };
+    format!("({key}) IS NULL, {key} {direction}, a.id ASC")
+}
+
+fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    binds: &'q [Bind],
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    for b in binds {
+        query = match b {
+            Bind::Text(t) => query.bind(t.as_str()),
+            Bind::Int(n) => query.bind(*n),
+        };
+    }
+    query
+}
+
+const FROM: &str = "FROM agents a LEFT JOIN sites s ON s.agent_id = a.id";
+
+/// How many agents match the query's search and filters (its sort and page play no part).
+pub async fn count(
     conn: &mut Conn,
-    status: Option<Status>,
-    name_contains: Option<&str>,
-    limit: u32,
-    offset: u32,
-) -> Result<(Vec<AgentRow>, u64), StoreError> {
-    let pattern = name_contains.map(|q| {
-        let escaped = q
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        format!("%{escaped}%")
-    });
-    let filter =
-        "(? IS NULL OR status = ?) AND (? IS NULL OR lower(name) LIKE lower(?) ESCAPE '\\')";
-    let status = status.map(Status::as_str);
-    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM agents WHERE {filter}"))
-        .bind(status)
-        .bind(status)
-        .bind(&pattern)
-        .bind(&pattern)
+    query: &AgentQuery,
+    clock: SearchClock,
+) -> Result<u64, StoreError> {
+    let f = filter(query, clock);
+    let sql = format!("SELECT COUNT(*) AS n {FROM} WHERE {}", f.sql);
+    let row = bind_all(sqlx::query(&sql), &f.binds)
         .fetch_one(&mut *conn)
         .await?;
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM agents WHERE {filter} ORDER BY activated_at, id LIMIT ? OFFSET ?"
-    ))
-    .bind(status)
-    .bind(status)
-    .bind(&pattern)
-    .bind(&pattern)
-    .bind(i64::from(limit))
-    .bind(i64::from(offset))
-    .fetch_all(&mut *conn)
-    .await?;
-    let agents = rows.iter().map(from_row).collect::<Result<_, _>>()?;
-    Ok((agents, to_u64("count", total)?))
+    to_u64("count", row.try_get("n")?)
+}
+
+/// The agents matching the query's search and filters with their site configurations, in its sort, from
+/// `offset`, at most `limit` of them.
+pub async fn search(
+    conn: &mut Conn,
+    query: &AgentQuery,
+    clock: SearchClock,
+    limit: u32,
+    offset: u32,
+) -> Result<Vec<(AgentRow, SiteConfig)>, StoreError> {
+    let f = filter(query, clock);
+    let columns = COLUMNS
+        .split(',')
+        .map(|c| format!("a.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {columns}, {} {FROM} WHERE {} ORDER BY {} LIMIT ? OFFSET ?",
+        sites::JOINED_COLUMNS,
+        f.sql,
+        order_by(query)
+    );
+    let rows = bind_all(sqlx::query(&sql), &f.binds)
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|row| Ok((from_row(row)?, sites::from_joined_row(row)?)))
+        .collect()
 }
 
 /// Agents whose subscription time can still change things (active or pending).
@@ -314,7 +450,7 @@ pub async fn set_outbox(
 }
 
 /// Removes every row that belongs to the agent (reports, devices and device events, commands, history,
-/// the agent) and leaves a tombstone with its secret hash.
+/// its site configuration, the agent) and leaves a tombstone with its secret hash.
 pub async fn delete_with_tombstone(
     conn: &mut Conn,
     agent: &AgentRow,
@@ -328,6 +464,7 @@ pub async fn delete_with_tombstone(
             .execute(&mut *conn)
             .await?;
     }
+    sites::delete(conn, &agent.id).await?;
     sqlx::query("DELETE FROM agents WHERE id = ?")
         .bind(id)
         .execute(&mut *conn)

@@ -8,6 +8,7 @@
 //! - [`controls`]: device control state: outlet bindings, the devices the agent reports blocked, its segments.
 //! - [`history`]: the lifecycle history lines.
 //! - [`owners`]: owner access (each agent's owner, owner accounts, invitations, sessions, device flags).
+//! - [`sites`]: each agent's site configuration (contact, customer and contract ids, PSA, address, note).
 //! - [`credentials`]: activation codes and operator API tokens (hashed).
 //!
 //! Functions take a `&mut SqliteConnection`, so the same call works on a pooled connection or inside a
@@ -19,8 +20,10 @@ pub mod controls;
 pub mod credentials;
 pub mod devices;
 pub mod history;
+pub mod operators;
 pub mod owners;
 pub mod reports;
+pub mod sites;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -65,10 +65,19 @@ async fn list_filters_searches_and_pages() {
         .await;
     assert_eq!(pending.body["total"], 1);
     assert_eq!(pending.body["agents"][0]["id"], office.as_str());
+    // Neither shop ever connected: shown and filtered as activation pending, not active.
     let active = h
         .op(Method::GET, "/api/v1/agents?status=active&q=shop", None)
         .await;
-    assert_eq!(active.body["total"], 2);
+    assert_eq!(active.body["total"], 0);
+    let pending = h
+        .op(
+            Method::GET,
+            "/api/v1/agents?status=activation_pending&q=shop",
+            None,
+        )
+        .await;
+    assert_eq!(pending.body["total"], 2);
 
     let bad = h
         .op(Method::GET, "/api/v1/agents?status=sleeping", None)

@@ -386,6 +386,7 @@ pub fn hello_on(name: &str, platform: Platform, segments: Vec<Segment>) -> Agent
         }],
         capabilities: vec!["cleanup".into(), "rename".into()],
         segments,
+        geoip: false,
     })
 }
 
@@ -414,5 +415,102 @@ pub fn sample_device(
         online: true,
         arp_rtt_ms: None,
         icmp_rtt_ms: None,
+    }
+}
+
+/// An answer read as text (a page, or JSON read on demand).
+pub struct Page {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl Page {
+    pub fn location(&self) -> &str {
+        self.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+    pub fn set_cookie(&self) -> &str {
+        self.headers
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+    /// The session cookie it set, as a `Cookie` header value.
+    pub fn session(&self) -> String {
+        self.set_cookie().split(';').next().unwrap().to_owned()
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("{e}: {}", self.text))
+    }
+}
+
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An `application/x-www-form-urlencoded` body.
+pub fn form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// What a browser-like request carries.
+#[derive(Default)]
+pub struct Req<'a> {
+    pub cookie: Option<&'a str>,
+    pub form: Option<String>,
+    pub json: Option<Value>,
+    pub headers: Vec<(&'static str, String)>,
+    pub from: Option<IpAddr>,
+}
+
+/// One request as a browser sends it (`Host: portal.example:8443`), answered as text.
+pub async fn request(h: &Harness, method: Method, path: &str, r: Req<'_>) -> Page {
+    use tower::ServiceExt;
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "portal.example:8443");
+    if let Some(cookie) = r.cookie {
+        req = req.header("cookie", cookie);
+    }
+    for (name, value) in &r.headers {
+        req = req.header(*name, value);
+    }
+    let body = match (r.form, r.json) {
+        (Some(f), _) => {
+            req = req.header("content-type", "application/x-www-form-urlencoded");
+            Body::from(f)
+        }
+        (None, Some(j)) => {
+            req = req.header("content-type", "application/json");
+            Body::from(j.to_string())
+        }
+        (None, None) => Body::empty(),
+    };
+    let mut req = req.body(body).unwrap();
+    let ip = r.from.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::new(ip, 40_000)));
+    let resp = h.router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    Page {
+        status,
+        headers,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
     }
 }

@@ -11,3 +11,6 @@ mod ingest;
 mod lifecycle;
 mod openapi;
 mod owner;
+mod search;
+mod sites;
+mod web;

@@ -4,12 +4,9 @@
 //! nothing of another site, nothing of a switched-off site. A permitted action sends the command and is
 //! in the history with the owner as actor.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::{Method, StatusCode};
 use outpost_cloud_link::control::{codes, DeviceRef, PowerAction};
 use outpost_cloud_link::inventory::{delta_reports, Device, DeviceName, NameSource};
 use outpost_cloud_link::protocol::{
@@ -19,9 +16,10 @@ use outpost_portal::ingest::Disposition;
 use outpost_portal::store::devices::DeviceKey;
 use outpost_portal::store::owners;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-use crate::harness::{hello_on, sample_device, start_time, Auth, Harness};
+use crate::harness::{
+    form, hello_on, request, sample_device, start_time, Auth, Harness, Page, Req,
+};
 
 const OWNER: &str = "ann@example.com";
 const PASSWORD: &str = "violet-garden-42";
@@ -160,98 +158,6 @@ async fn owned_site(h: &Harness) -> (String, String) {
 // ---------------------------------------------------------------------------------------------------------
 // Requests
 // ---------------------------------------------------------------------------------------------------------
-
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    text: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-    fn set_cookie(&self) -> &str {
-        self.headers
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-    /// The session cookie it set, as a `Cookie` header value.
-    fn session(&self) -> String {
-        self.set_cookie().split(';').next().unwrap().to_owned()
-    }
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("{e}: {}", self.text))
-    }
-}
-
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn form(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| format!("{k}={}", encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-#[derive(Default)]
-struct Req<'a> {
-    cookie: Option<&'a str>,
-    form: Option<String>,
-    json: Option<Value>,
-    headers: Vec<(&'static str, String)>,
-    from: Option<IpAddr>,
-}
-
-async fn request(h: &Harness, method: Method, path: &str, r: Req<'_>) -> Page {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "portal.example:8443");
-    if let Some(cookie) = r.cookie {
-        req = req.header("cookie", cookie);
-    }
-    for (name, value) in &r.headers {
-        req = req.header(*name, value);
-    }
-    let body = match (r.form, r.json) {
-        (Some(f), _) => {
-            req = req.header("content-type", "application/x-www-form-urlencoded");
-            Body::from(f)
-        }
-        (None, Some(j)) => {
-            req = req.header("content-type", "application/json");
-            Body::from(j.to_string())
-        }
-        (None, None) => Body::empty(),
-    };
-    let mut req = req.body(body).unwrap();
-    let ip = r.from.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    req.extensions_mut()
-        .insert(ConnectInfo(SocketAddr::new(ip, 40_000)));
-    let resp = h.router.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    Page {
-        status,
-        headers,
-        text: String::from_utf8_lossy(&bytes).into_owned(),
-    }
-}
 
 /// Accepts an invitation with [`PASSWORD`]; returns the session cookie.
 async fn accept(h: &Harness, token: &str) -> String {

@@ -10,3 +10,4 @@ mod mqtt;
 mod resilience;
 mod subscription;
 mod systemd;
+mod web;

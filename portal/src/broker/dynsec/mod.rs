@@ -101,6 +101,8 @@ pub struct DynsecAdmin {
     /// Multi-step operations run one at a time, so a read-then-write sees no other portal change between.
     ops: tokio::sync::Mutex<()>,
     timeout: Duration,
+    /// Where clients connect from (Mosquitto's log); `None` until [`DynsecAdmin::follow_connections`].
+    connections: Option<super::connections::ConnectionLog>,
 }
 
 impl DynsecAdmin {
@@ -138,6 +140,7 @@ impl DynsecAdmin {
             next_batch: AtomicU64::new(1),
             ops: tokio::sync::Mutex::new(()),
             timeout: DEFAULT_TIMEOUT,
+            connections: None,
         };
         let mut ready = admin.ready.clone();
         let wait = async {
@@ -273,8 +276,25 @@ fn expect(
     }
 }
 
+/// How long [`BrokerAdmin::client_address`] waits for the broker log to show a connection.
+const CLIENT_ADDRESS_WAIT: Duration = Duration::from_secs(2);
+
+impl DynsecAdmin {
+    /// Answers [`BrokerAdmin::client_address`] from this follower of the broker's log.
+    pub(crate) fn follow_connections(&mut self, log: super::connections::ConnectionLog) {
+        self.connections = Some(log);
+    }
+}
+
 #[async_trait]
 impl BrokerAdmin for DynsecAdmin {
+    async fn client_address(&self, agent: &AgentId) -> Option<std::net::IpAddr> {
+        self.connections
+            .as_ref()?
+            .address(agent.as_str(), CLIENT_ADDRESS_WAIT)
+            .await
+    }
+
     async fn create_agent(&self, agent: &AgentId, secret: &str) -> Result<(), BrokerError> {
         check_not_reserved("createClient", agent)?;
         let _op = self.ops.lock().await;

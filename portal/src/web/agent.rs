@@ -1,0 +1,380 @@
+//! One agent in the technician pages: its facts (the "Edit Agent" box: activation date, package version,
+//! local IP, MAC, public IP, platform, location), the site and customer configuration form, the lifecycle
+//! actions (rename, extend, deactivate, reactivate, cleanup, delete: the last two ask first, and delete
+//! explains that the agent must be disconnected, which the server enforces too) and the agent's history.
+//! Every action redirects back with a notice, or shows the server's refusal.
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Form;
+use maud::{html, Markup};
+use outpost_cloud_link::AgentId;
+use serde::Deserialize;
+
+use super::auth::{redirect, Tech};
+use super::layout::{confirm_page, html_response, page, problem_page, when, when_opt, Notice};
+use super::site_form;
+use super::WebState;
+use crate::api::agents::parse_until;
+use crate::api::error::AppError;
+use crate::api::owner::Problem;
+use crate::app::{App, OpError};
+use crate::lifecycle::{Action, Plan, Status};
+use crate::listing::display_status;
+
+/// The notices a redirect back to the agent page can ask for (`?ok=<key>`).
+pub fn done_notice(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "renamed" => "Renamed; the agent takes the new name the next time it is connected.",
+        "extended" => "Subscription extended.",
+        "deactivated" => "Deactivation requested.",
+        "reactivated" => "Agent reactivated.",
+        "cleanup" => "Cleanup started: the agent's data is wiped; its name, subscription and site configuration stay.",
+        "site" => "Site configuration saved.",
+        _ => return None,
+    })
+}
+
+fn op_problem(tech: &Tech, e: OpError, back: (&str, &str)) -> Response {
+    problem_page(Problem::from(e), Some(tech.viewer()), back)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AgentQuery {
+    pub ok: Option<String>,
+}
+
+pub async fn show(
+    State(state): State<WebState>,
+    tech: Tech,
+    Path(id): Path<String>,
+    Query(query): Query<AgentQuery>,
+) -> Response {
+    let id = match App::parse_agent_id(&id) {
+        Ok(id) => id,
+        Err(e) => return op_problem(&tech, e, ("/agents", "Back to the agents")),
+    };
+    let notice = query.ok.as_deref().and_then(done_notice).map(Notice::ok);
+    render(&state, &tech, &id, notice, None, StatusCode::OK).await
+}
+
+/// The whole agent page; `site_input` re-shows a refused site form with its field errors.
+pub async fn render(
+    state: &WebState,
+    tech: &Tech,
+    id: &AgentId,
+    notice: Option<Notice>,
+    site_input: Option<site_form::Refused>,
+    status: StatusCode,
+) -> Response {
+    let app = &state.app;
+    let row = match app.agent(id).await {
+        Ok(row) => row,
+        Err(e) => return op_problem(tech, e, ("/agents", "Back to the agents")),
+    };
+    let history = app.agent_history(id).await.unwrap_or_default();
+    let site = match site_input {
+        Some(refused) => site_form::form(tech.csrf(), id, &refused.input, &refused.errors),
+        None => match site_form::current(app, id).await {
+            Ok(input) => site_form::form(tech.csrf(), id, &input, &[]),
+            Err(e) => return op_problem(tech, e, ("/agents", "Back to the agents")),
+        },
+    };
+    let location = site_form::location_markup(app, id).await;
+    let online = app.is_online(&row);
+    let base = format!("/agents/{id}");
+    let csrf = tech.csrf();
+    let s = &row.subscription;
+    let body = html! {
+        p { a href="/agents" { "← Agents" } }
+        h1 { (row.name) " "
+            @if online { span.badge.on { "online" } } @else { span.badge.off { "offline" } } }
+        p { a.button href={ (base) "/devices" } { "Devices" } }
+        h2 { "Agent" }
+        dl.facts #facts {
+            dt { "Agent id" } dd { code { (row.id) } }
+            dt { "Status" } dd #status { (display_status(&row).label()) }
+            dt { "Plan" } dd { (match s.plan { Plan::Monthly => "Monthly", Plan::Prepaid => "Prepaid" }) }
+            @if let Some(t) = s.expires_at { dt { "Expires" } dd #expires { (when(t)) } }
+            @if let Some(t) = s.deactivates_at { dt { "Deactivates" } dd { (when(t)) } }
+            dt { "Activated" } dd { (when(row.activated_at)) }
+            dt { "Package version" } dd { (row.version.as_deref().unwrap_or("—")) }
+            dt { "Platform" } dd { (row.platform.as_deref().unwrap_or("—")) }
+            dt { "Host name" } dd { (row.hostname.as_deref().unwrap_or("—")) }
+            dt { "Local IP" } dd { (row.local_ip.as_deref().unwrap_or("—")) }
+            dt { "MAC" } dd { (row.mac.as_deref().unwrap_or("—")) }
+            dt { "Public IP" } dd #public-ip { (row.public_ip.as_deref().unwrap_or("—")) }
+            dt { "Last seen" } dd { (when_opt(row.last_seen)) }
+            dt { "Location" } dd #location { (location) }
+        }
+        h2 { "Name" }
+        form method="post" action={ (base) "/rename" } {
+            input type="hidden" name="csrf" value=(csrf);
+            div.grid { div {
+                label for="name" { "Agent name" }
+                input #name type="text" name="name" value=(row.name) maxlength="100" required;
+            } }
+            div.actions { button #rename type="submit" { "Rename" } }
+        }
+        h2 { "Site and customer" }
+        (site)
+        h2 { "Subscription" }
+        form method="post" action={ (base) "/extend" } {
+            input type="hidden" name="csrf" value=(csrf);
+            div.grid { div {
+                label for="until" { "Extend until" }
+                input #until type="date" name="until" required;
+            } }
+            div.actions { button #extend type="submit" { "Extend" } }
+        }
+        div.actions {
+            @if matches!(s.status, Status::Active) {
+                form.inline method="post" action={ (base) "/deactivate" } {
+                    input type="hidden" name="csrf" value=(csrf);
+                    button.quiet #deactivate type="submit" { "Deactivate" }
+                }
+            } @else {
+                form.inline method="post" action={ (base) "/reactivate" } {
+                    input type="hidden" name="csrf" value=(csrf);
+                    button.quiet #reactivate type="submit" { "Reactivate" }
+                }
+            }
+        }
+        h2 { "Data" }
+        div.actions {
+            a.button.quiet #cleanup href={ (base) "/cleanup" } { "Clean up…" }
+            a.button.quiet #delete href={ (base) "/delete" } { "Delete…" }
+        }
+        p.muted { "Delete works only while the agent is disconnected." }
+        h2 { "History" }
+        (history_table(&history))
+    };
+    html_response(
+        status,
+        page(&row.name, Some(tech.viewer()), notice.as_ref(), body),
+    )
+}
+
+fn history_table(entries: &[crate::store::history::Entry]) -> Markup {
+    html! {
+        @if entries.is_empty() { p.muted { "Nothing yet." } }
+        @else {
+            div.scroll { table #history {
+                thead { tr { th scope="col" { "When" } th scope="col" { "What" } th scope="col" { "Who" } th scope="col" { "Details" } } }
+                tbody { @for e in entries.iter().rev() { tr {
+                    td { (when(e.at)) } td { (e.action) } td { (e.actor) } td { (e.details) }
+                } } }
+            } }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LifecycleForm {
+    pub csrf: Option<String>,
+    pub name: Option<String>,
+    pub until: Option<String>,
+    pub confirm: Option<String>,
+}
+
+/// What a lifecycle form asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Rename,
+    Extend,
+    Deactivate,
+    Reactivate,
+    Cleanup,
+    Delete,
+}
+
+async fn lifecycle(
+    state: WebState,
+    tech: Tech,
+    headers: HeaderMap,
+    id: String,
+    form: Result<Form<LifecycleForm>, FormRejection>,
+    verb: Verb,
+) -> Response {
+    let form = form.ok().map(|Form(f)| f);
+    if let Some(refused) = tech.refuse_post(&headers, form.as_ref().and_then(|f| f.csrf.as_deref()))
+    {
+        return refused;
+    }
+    let id = match App::parse_agent_id(&id) {
+        Ok(id) => id,
+        Err(e) => return op_problem(&tech, e, ("/agents", "Back to the agents")),
+    };
+    let field = |get: fn(&LifecycleForm) -> Option<&String>| {
+        form.as_ref()
+            .and_then(get)
+            .map(String::as_str)
+            .unwrap_or("")
+    };
+    let confirmed = field(|f| f.confirm.as_ref()) == "yes";
+    let actor = tech.operator.actor();
+    let app = &state.app;
+    let result: Result<&str, AppError> = match verb {
+        Verb::Rename => app
+            .rename(&id, field(|f| f.name.as_ref()), &actor)
+            .await
+            .map(|_| "renamed")
+            .map_err(AppError::from),
+        Verb::Extend => match parse_until(field(|f| f.until.as_ref())) {
+            Ok(until) => app
+                .lifecycle(&id, Action::Extend { until }, &actor)
+                .await
+                .map(|_| "extended")
+                .map_err(AppError::from),
+            Err(e) => Err(e),
+        },
+        Verb::Deactivate => app
+            .lifecycle(&id, Action::Deactivate, &actor)
+            .await
+            .map(|_| "deactivated")
+            .map_err(AppError::from),
+        Verb::Reactivate => app
+            .lifecycle(&id, Action::Reactivate, &actor)
+            .await
+            .map(|_| "reactivated")
+            .map_err(AppError::from),
+        Verb::Cleanup if confirmed => app
+            .cleanup(&id, &actor)
+            .await
+            .map(|_| "cleanup")
+            .map_err(AppError::from),
+        Verb::Delete if confirmed => match app.delete(&id, &actor).await {
+            Ok(()) => return redirect("/agents?ok=deleted", None),
+            Err(e) => Err(AppError::from(e)),
+        },
+        Verb::Cleanup | Verb::Delete => return redirect(&format!("/agents/{id}"), None),
+    };
+    match result {
+        Ok(key) => redirect(&format!("/agents/{id}?ok={key}"), None),
+        Err(e) => {
+            let problem = Problem::from(e);
+            render(
+                &state,
+                &tech,
+                &id,
+                Some(Notice::error(problem.message)),
+                None,
+                problem.status,
+            )
+            .await
+        }
+    }
+}
+
+macro_rules! lifecycle_route {
+    ($name:ident, $verb:expr) => {
+        pub async fn $name(
+            State(state): State<WebState>,
+            tech: Tech,
+            headers: HeaderMap,
+            Path(id): Path<String>,
+            form: Result<Form<LifecycleForm>, FormRejection>,
+        ) -> Response {
+            lifecycle(state, tech, headers, id, form, $verb).await
+        }
+    };
+}
+
+lifecycle_route!(rename, Verb::Rename);
+lifecycle_route!(extend, Verb::Extend);
+lifecycle_route!(deactivate, Verb::Deactivate);
+lifecycle_route!(reactivate, Verb::Reactivate);
+lifecycle_route!(cleanup, Verb::Cleanup);
+lifecycle_route!(delete, Verb::Delete);
+
+/// `GET /agents/{id}/cleanup`: what a cleanup does, and the button that does it.
+pub async fn confirm_cleanup(
+    State(state): State<WebState>,
+    tech: Tech,
+    Path(id): Path<String>,
+) -> Response {
+    confirm(state, tech, id, Verb::Cleanup).await
+}
+
+/// `GET /agents/{id}/delete`: what a deletion does, that the agent must be disconnected, and the button.
+pub async fn confirm_delete(
+    State(state): State<WebState>,
+    tech: Tech,
+    Path(id): Path<String>,
+) -> Response {
+    confirm(state, tech, id, Verb::Delete).await
+}
+
+async fn confirm(state: WebState, tech: Tech, id: String, verb: Verb) -> Response {
+    let row = match App::parse_agent_id(&id) {
+        Ok(id) => state.app.agent(&id).await,
+        Err(e) => Err(e),
+    };
+    let row = match row {
+        Ok(row) => row,
+        Err(e) => return op_problem(&tech, e, ("/agents", "Back to the agents")),
+    };
+    let base = format!("/agents/{}", row.id);
+    let online = state.app.is_online(&row);
+    let (title, explanation, button) = match verb {
+        Verb::Cleanup => (
+            format!("Clean up {}?", row.name),
+            html! {
+                p { "A cleanup wipes everything the agent collected: its devices, events, blocks and outlet bindings, on the agent and in the portal. It cannot be undone." }
+                p { "The agent keeps its name, its subscription and this site's customer configuration." }
+            },
+            "Clean up",
+        ),
+        _ => (
+            format!("Delete {}?", row.name),
+            html! {
+                p { "Deleting removes the agent, its data and its site configuration from the portal for good; the agent can only come back with a new activation code." }
+                p { strong { "The agent must be disconnected first" } " (stop it at the site, or deactivate it and wait until it is offline); the portal refuses to delete a connected agent." }
+                @if online { p.notice.error role="alert" { "This agent is connected right now, so the portal will refuse." } }
+            },
+            "Delete",
+        ),
+    };
+    let action = format!(
+        "{base}/{}",
+        if verb == Verb::Cleanup {
+            "cleanup"
+        } else {
+            "delete"
+        }
+    );
+    html_response(
+        StatusCode::OK,
+        confirm_page(
+            tech.viewer(),
+            &title,
+            explanation,
+            &action,
+            &[],
+            button,
+            &base,
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_redirect_notice_is_known() {
+        for key in [
+            "renamed",
+            "extended",
+            "deactivated",
+            "reactivated",
+            "cleanup",
+            "site",
+        ] {
+            assert!(done_notice(key).is_some(), "{key}");
+        }
+        assert!(done_notice("<script>").is_none());
+    }
+}

@@ -1,0 +1,302 @@
+//! Technicians' sign-in for the web pages: the `outpost_session` cookie (`HttpOnly; Secure;
+//! SameSite=Strict; Path=/`), the [`Tech`] extractor that sends a browser without a live session to the
+//! sign-in page, the CSRF check every state-changing form passes (same origin and the session's token),
+//! the sign-in rate limit, and the sign-in and sign-out routes.
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::header::{LOCATION, RETRY_AFTER, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use maud::html;
+use serde::Deserialize;
+
+use super::layout::{html_response, page, problem_page, query_value, Notice, Viewer};
+use super::WebState;
+use crate::api::auth::PeerAddr;
+use crate::api::owner::session::{cookie, cross_site};
+use crate::api::owner::Problem;
+use crate::app::operators::{self, Operator, OperatorError, SESSION_LIFETIME};
+
+/// The session cookie's name.
+pub const COOKIE_NAME: &str = "outpost_session";
+
+/// A request from a signed-in technician.
+#[derive(Debug, Clone)]
+pub struct Tech {
+    pub operator: Operator,
+    token: String,
+    csrf: String,
+}
+
+impl Tech {
+    /// What the page header shows.
+    pub fn viewer(&self) -> Viewer<'_> {
+        Viewer {
+            name: &self.operator.name,
+            csrf: &self.csrf,
+        }
+    }
+
+    /// The CSRF token forms of this session carry.
+    pub fn csrf(&self) -> &str {
+        &self.csrf
+    }
+
+    /// The refusal of a state-changing request from another site or without this session's CSRF token (a
+    /// page saying what to do), or `None` when it may go ahead.
+    pub fn refuse_post(&self, headers: &HeaderMap, given: Option<&str>) -> Option<Response> {
+        let ok =
+            !cross_site(headers) && given.is_some_and(|g| operators::csrf_matches(&self.token, g));
+        if ok {
+            None
+        } else {
+            Some(problem_page(
+                Problem {
+                    status: StatusCode::FORBIDDEN,
+                    code: "csrf".into(),
+                    message: "this form is out of date or came from another site; reload the page \
+                              and try again"
+                        .into(),
+                },
+                Some(self.viewer()),
+                ("/agents", "Back to the agents"),
+            ))
+        }
+    }
+}
+
+/// Where a browser without a session goes: the sign-in page, then back here.
+fn to_sign_in(parts: &Parts) -> Response {
+    let next = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/agents");
+    redirect(&format!("/sign-in?next={}", query_value(next)), None)
+}
+
+/// A `303 See Other` to `to`, optionally setting a cookie.
+pub fn redirect(to: &str, cookie: Option<HeaderValue>) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(to) {
+        headers.insert(LOCATION, location);
+    }
+    if let Some(cookie) = cookie {
+        headers.insert(SET_COOKIE, cookie);
+    }
+    response
+}
+
+fn internal(e: OperatorError) -> Response {
+    tracing::error!(error = %e, "operator session check failed");
+    problem_page(
+        Problem {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal".into(),
+            message:
+                "the portal failed internally; try again, and see the portal's log if it persists"
+                    .into(),
+        },
+        None,
+        ("/sign-in", "Sign in"),
+    )
+}
+
+impl FromRequestParts<WebState> for Tech {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, Response> {
+        let Some(token) = cookie(&parts.headers, COOKIE_NAME).map(str::to_owned) else {
+            return Err(to_sign_in(parts));
+        };
+        match state.app.operator_session(&token).await {
+            Ok(Some(operator)) => Ok(Tech {
+                operator,
+                csrf: operators::csrf_token(&token),
+                token,
+            }),
+            Ok(None) => Err(to_sign_in(parts)),
+            Err(e) => Err(internal(e)),
+        }
+    }
+}
+
+fn start_cookie(token: &str) -> HeaderValue {
+    let value = format!(
+        "{COOKIE_NAME}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={}",
+        SESSION_LIFETIME.num_seconds()
+    );
+    HeaderValue::from_str(&value).unwrap_or_else(|_| end_cookie())
+}
+
+fn end_cookie() -> HeaderValue {
+    HeaderValue::from_static(
+        "outpost_session=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0",
+    )
+}
+
+/// Only paths of this site are followed after sign-in (never `//host` or a full URL).
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => n,
+        _ => "/agents",
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct NextQuery {
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SignInForm {
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub password: String,
+    pub next: Option<String>,
+}
+
+fn sign_in_page(email: &str, next: &str, notice: Option<&Notice>) -> String {
+    let body = html! {
+        h1 { "Sign in" }
+        form method="post" action="/sign-in" {
+            input type="hidden" name="next" value=(next);
+            div.grid {
+                div.wide {
+                    label for="email" { "Email" }
+                    input #email type="email" name="email" value=(email) autocomplete="username"
+                        required autofocus;
+                }
+                div.wide {
+                    label for="password" { "Password" }
+                    input #password type="password" name="password" autocomplete="current-password"
+                        required;
+                }
+            }
+            div.actions { button #sign-in type="submit" { "Sign in" } }
+        }
+        p.muted { "Accounts are made on the portal host with " code { "outpost-portal operator add" } "." }
+    };
+    page("Sign in", None, notice, body)
+}
+
+pub async fn sign_in_form(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Query(query): Query<NextQuery>,
+) -> Response {
+    let next = safe_next(query.next.as_deref());
+    if let Some(token) = cookie(&headers, COOKIE_NAME) {
+        if let Ok(Some(_)) = state.app.operator_session(token).await {
+            return redirect(next, None);
+        }
+    }
+    html_response(StatusCode::OK, sign_in_page("", next, None))
+}
+
+pub async fn sign_in(
+    State(state): State<WebState>,
+    PeerAddr(peer): PeerAddr,
+    form: Result<Form<SignInForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        let notice =
+            Notice::error("the form arrived incomplete; fill in both fields and try again");
+        return html_response(
+            StatusCode::BAD_REQUEST,
+            sign_in_page("", "/agents", Some(&notice)),
+        );
+    };
+    let next = safe_next(form.next.as_deref()).to_owned();
+    if let Err(wait) = state.limiter.check(peer, &form.email) {
+        let secs = wait.as_secs().max(1);
+        let notice = Notice::error(format!(
+            "too many sign-in attempts; wait {secs} s and try again"
+        ));
+        let mut response = html_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            sign_in_page(&form.email, &next, Some(&notice)),
+        );
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
+        return response;
+    }
+    match state
+        .app
+        .operator_sign_in(&form.email, &form.password)
+        .await
+    {
+        Ok(session) => redirect(&next, Some(start_cookie(&session.token))),
+        Err(OperatorError::BadSignIn) => html_response(
+            StatusCode::UNAUTHORIZED,
+            sign_in_page(
+                &form.email,
+                &next,
+                Some(&Notice::error(OperatorError::BadSignIn.to_string())),
+            ),
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    pub csrf: Option<String>,
+}
+
+pub async fn sign_out(
+    State(state): State<WebState>,
+    tech: Tech,
+    headers: HeaderMap,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
+    let given = form.ok().and_then(|Form(f)| f.csrf);
+    if let Some(refused) = tech.refuse_post(&headers, given.as_deref()) {
+        return refused;
+    }
+    if let Err(e) = state.app.operator_sign_out(&tech.token).await {
+        return internal(e);
+    }
+    redirect("/sign-in", Some(end_cookie()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        assert_eq!(safe_next(Some("/agents/x?q=1")), "/agents/x?q=1");
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "agents",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/agents", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/agents");
+    }
+
+    #[test]
+    fn the_cookie_carries_every_attribute() {
+        let c = start_cookie("tok");
+        let c = c.to_str().unwrap();
+        for attr in [
+            "outpost_session=tok",
+            "HttpOnly",
+            "Secure",
+            "SameSite=Strict",
+            "Path=/",
+        ] {
+            assert!(c.contains(attr), "{c}");
+        }
+        assert!(end_cookie().to_str().unwrap().contains("Max-Age=0"));
+    }
+}
