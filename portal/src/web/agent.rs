@@ -15,8 +15,8 @@ use serde::Deserialize;
 
 use super::auth::{redirect, Tech};
 use super::layout::{confirm_page, html_response, page, problem_page, when, when_opt, Notice};
-use super::site_form;
 use super::WebState;
+use super::{owner_form, site_form};
 use crate::api::agents::parse_until;
 use crate::api::error::AppError;
 use crate::api::owner::Problem;
@@ -83,6 +83,7 @@ pub async fn render(
         },
     };
     let location = site_form::location_markup(app, id).await;
+    let owner = owner_form::section(app, tech.csrf(), id).await;
     let online = app.is_online(&row);
     let base = format!("/agents/{id}");
     let csrf = tech.csrf();
@@ -120,6 +121,8 @@ pub async fn render(
         }
         h2 { "Site and customer" }
         (site)
+        h2 { "Owner access" }
+        (owner)
         h2 { "Subscription" }
         form method="post" action={ (base) "/extend" } {
             input type="hidden" name="csrf" value=(csrf);

@@ -431,7 +431,7 @@ fn flags_markup(csrf: &str, base: &str, flags: Flags, owner: bool) -> Markup {
     html! {
         h2 { "Owner access" }
         @if !owner {
-            p.muted { "This site has no owner yet; set one through the API (" code { "PUT /api/v1/agents/{id}/owner" } ") to share devices." }
+            p.muted { "This site has no owner yet; set one on the agent's page to share devices." }
         }
         form method="post" action={ (base) "/owner-flags" } {
             input type="hidden" name="csrf" value=(csrf);

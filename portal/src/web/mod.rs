@@ -7,7 +7,8 @@
 //! - [`auth`]: the session cookie, the [`auth::Tech`] extractor, sign-in and sign-out.
 //! - [`layout`]: the page frame, stylesheet and shared pieces.
 //! - [`agents`]: the list, its CSV export and the map page; [`map`]: the SVG world map.
-//! - [`agent`]: one agent; [`site_form`]: its site configuration form and place on the map.
+//! - [`agent`]: one agent; [`site_form`]: its site configuration form and place on the map;
+//!   [`owner_form`]: its owner-access settings.
 //! - [`devices`]: the agent's devices.
 
 pub mod agent;
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod devices;
 pub mod layout;
 pub mod map;
+pub mod owner_form;
 pub mod site_form;
 
 use std::sync::Arc;
@@ -48,6 +50,7 @@ pub fn router(app: App) -> Router {
         .route("/map", get(agents::map))
         .route("/agents/{id}", get(agent::show))
         .route("/agents/{id}/site", post(site_form::save))
+        .route("/agents/{id}/owner", post(owner_form::save))
         .route("/agents/{id}/rename", post(agent::rename))
         .route("/agents/{id}/extend", post(agent::extend))
         .route("/agents/{id}/deactivate", post(agent::deactivate))

@@ -523,3 +523,94 @@ async fn the_map_places_sites_by_pin_or_geoip_and_colours_them_by_state() {
     assert!(page.text.contains("within 20 km"));
     assert!(page.text.contains("Test-City built 2026-11-01"));
 }
+
+#[tokio::test]
+async fn the_agent_page_sets_the_owner_and_shows_the_invitation_once() {
+    let h = with_operator().await;
+    let id = h.activate("home").await["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cookie = sign_in(&h).await;
+    let page = get(&h, &format!("/agents/{id}"), &cookie).await;
+    let token = csrf(&page);
+    let path = format!("/agents/{id}/owner");
+
+    let bad = post(
+        &h,
+        &path,
+        &cookie,
+        &[("csrf", &token), ("email", "nobody"), ("enabled", "yes")],
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+    assert!(bad.text.contains("role=\"alert\""), "{}", bad.text);
+    let owner = h
+        .op(Method::GET, &format!("/api/v1/agents/{id}/owner"), None)
+        .await;
+    assert_eq!(
+        owner.body["email"],
+        serde_json::Value::Null,
+        "nothing saved: {:?}",
+        owner.body
+    );
+
+    let saved = post(
+        &h,
+        &path,
+        &cookie,
+        &[
+            ("csrf", &token),
+            ("email", "Owner@Example.com"),
+            ("enabled", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text);
+    assert!(
+        saved
+            .text
+            .contains("https://portal.example:8443/owner/invite/"),
+        "{}",
+        saved.text
+    );
+    assert!(saved.text.contains("value=\"owner@example.com\""));
+    let owner = h
+        .op(Method::GET, &format!("/api/v1/agents/{id}/owner"), None)
+        .await;
+    assert_eq!(owner.body["email"], "owner@example.com");
+    assert_eq!(owner.body["enabled"], true);
+    // Saving again without asking for a link makes none (the account does not exist yet, so it would);
+    // switching access off keeps the email.
+    let off = post(
+        &h,
+        &path,
+        &cookie,
+        &[("csrf", &token), ("email", "owner@example.com")],
+    )
+    .await;
+    assert_eq!(off.status, StatusCode::OK);
+    let owner = h
+        .op(Method::GET, &format!("/api/v1/agents/{id}/owner"), None)
+        .await;
+    assert_eq!(
+        (
+            owner.body["email"].as_str(),
+            owner.body["enabled"].as_bool()
+        ),
+        (Some("owner@example.com"), Some(false))
+    );
+    let history = h
+        .op(Method::GET, &format!("/api/v1/agents/{id}/history"), None)
+        .await;
+    assert!(
+        history.body["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["actor"] == format!("operator:{EMAIL}")
+                && e["action"].as_str().unwrap_or("").contains("owner")),
+        "{:?}",
+        history.body
+    );
+}

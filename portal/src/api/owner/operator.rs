@@ -108,7 +108,7 @@ impl From<&DeviceFlags> for FlagsView {
 
 /// `https://` and the host the operator reached the portal at (the invitation is opened the same way);
 /// without a usable `Host`, the broker's host name.
-fn portal_origin(headers: &HeaderMap, app: &App) -> String {
+pub(crate) fn portal_origin(headers: &HeaderMap, app: &App) -> String {
     let usable = |h: &&str| {
         !h.is_empty()
             && h.len() <= 261
