@@ -82,6 +82,13 @@ pub enum PowerAction {
 }
 
 impl PowerAction {
+    pub const ALL: [PowerAction; 3] = [PowerAction::On, PowerAction::Off, PowerAction::Cycle];
+
+    /// The action named `on`, `off` or `cycle` (as [`PowerAction::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             PowerAction::On => "on",
@@ -376,6 +383,15 @@ pub mod codes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn power_actions_read_back_their_names_only() {
+        for a in PowerAction::ALL {
+            assert_eq!(PowerAction::parse(a.as_str()), Some(a));
+        }
+        assert_eq!(PowerAction::parse("ON"), None);
+        assert_eq!(PowerAction::parse("reboot"), None);
+    }
 
     #[test]
     fn device_ids_round_trip_and_bad_ones_say_what_is_expected() {

@@ -97,6 +97,22 @@ pub async fn unblock(
     control(op, &state, path, query, ControlAction::Unblock).await
 }
 
+/// The `action` of a power request body, or the `400` naming what it accepts (operator and owner API).
+pub fn power_action(raw: Option<&str>) -> Result<PowerAction, AppError> {
+    match raw {
+        Some(name) => PowerAction::parse(name).ok_or_else(|| {
+            AppError::bad_request(
+                "action",
+                format!("{name:?} is not a power action; give on, off or cycle"),
+            )
+        }),
+        None => Err(AppError::bad_request(
+            "action",
+            "is missing; give on, off or cycle",
+        )),
+    }
+}
+
 /// `POST /agents/{id}/devices/{device}/power?wait_ms=N` `{ "action": "on" | "off" | "cycle" }`
 pub async fn power(
     op: Operator,
@@ -106,23 +122,7 @@ pub async fn power(
     body: Result<Json<PowerBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CommandView>), AppError> {
     let Json(body) = body.map_err(AppError::from_json)?;
-    let action = match body.action.as_deref() {
-        Some("on") => PowerAction::On,
-        Some("off") => PowerAction::Off,
-        Some("cycle") => PowerAction::Cycle,
-        Some(other) => {
-            return Err(AppError::bad_request(
-                "action",
-                format!("{other:?} is not a power action; give on, off or cycle"),
-            ))
-        }
-        None => {
-            return Err(AppError::bad_request(
-                "action",
-                "is missing; give on, off or cycle",
-            ))
-        }
-    };
+    let action = power_action(body.action.as_deref())?;
     control(op, &state, path, query, ControlAction::Power(action)).await
 }
 

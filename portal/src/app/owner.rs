@@ -163,7 +163,7 @@ pub fn unblockable_sentence(code: &str) -> &'static str {
 pub fn power_actions(binding: &OutletBinding) -> &'static [PowerAction] {
     match binding.outlet {
         Outlet::WakeOnLan { .. } => &[PowerAction::On],
-        _ => &[PowerAction::On, PowerAction::Off, PowerAction::Cycle],
+        _ => &PowerAction::ALL,
     }
 }
 

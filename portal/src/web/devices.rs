@@ -615,10 +615,7 @@ async fn act(
                 .as_ref()
                 .and_then(|f| f.action.as_deref())
                 .unwrap_or("");
-            let Some(power) = [PowerAction::On, PowerAction::Off, PowerAction::Cycle]
-                .into_iter()
-                .find(|p| p.as_str() == raw)
-            else {
+            let Some(power) = PowerAction::parse(raw) else {
                 let e = OpError::Invalid {
                     field: "action",
                     message: format!("{raw:?} is not one of on, off, cycle"),

@@ -193,20 +193,6 @@ pub async fn power(
 ) -> Result<(StatusCode, Json<CommandView>), Problem> {
     let session = checked_post(&state, &headers).await?;
     let Json(body) = body.map_err(AppError::from_json)?;
-    let action = match body.action.as_deref() {
-        Some("on") => PowerAction::On,
-        Some("off") => PowerAction::Off,
-        Some("cycle") => PowerAction::Cycle,
-        Some(other) => {
-            return Err(AppError::bad_request(
-                "action",
-                format!("{other:?} is not a power action; give on, off or cycle"),
-            )
-            .into())
-        }
-        None => {
-            return Err(AppError::bad_request("action", "is missing; give on, off or cycle").into())
-        }
-    };
+    let action = crate::api::control::power_action(body.action.as_deref())?;
     act(&state, &session, path, query, ControlAction::Power(action)).await
 }

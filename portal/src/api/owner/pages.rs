@@ -320,15 +320,6 @@ pub async fn power(
     act(&state, &headers, form, (&agent, &device), None).await
 }
 
-fn parse_power(raw: Option<&str>) -> Option<PowerAction> {
-    match raw? {
-        "on" => Some(PowerAction::On),
-        "off" => Some(PowerAction::Off),
-        "cycle" => Some(PowerAction::Cycle),
-        _ => None,
-    }
-}
-
 /// Runs one button: `action` is `None` for power (read from the form).
 async fn act(
     state: &PagesState,
@@ -347,7 +338,7 @@ async fn act(
     let app = &state.app;
     let action = match action {
         Some(action) => action,
-        None => match parse_power(form.action.as_deref()) {
+        None => match form.action.as_deref().and_then(PowerAction::parse) {
             Some(power) => ControlAction::Power(power),
             None => {
                 let notice = Notice::error("that power button is not known; reload the page");
