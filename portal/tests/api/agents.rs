@@ -5,11 +5,7 @@ use outpost_cloud_link::protocol::{AgentMessage, Command, Presence, Report};
 use outpost_portal::ingest::Disposition;
 use serde_json::json;
 
-use crate::harness::{Auth, Harness};
-
-fn id_of(v: &serde_json::Value) -> String {
-    v["agent_id"].as_str().unwrap().to_owned()
-}
+use crate::harness::{id_of, Auth, Harness};
 
 #[tokio::test]
 async fn list_filters_searches_and_pages() {

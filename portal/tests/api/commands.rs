@@ -6,11 +6,7 @@ use axum::http::{Method, StatusCode};
 use outpost_cloud_link::protocol::{Ack, AgentMessage, Command, Outcome};
 use serde_json::json;
 
-use crate::harness::Harness;
-
-fn id_of(v: &serde_json::Value) -> String {
-    v["agent_id"].as_str().unwrap().to_owned()
-}
+use crate::harness::{id_of, Harness};
 
 #[tokio::test]
 async fn ping_wait_returns_as_soon_as_the_ack_is_ingested() {

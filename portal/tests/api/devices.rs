@@ -14,11 +14,7 @@ use outpost_cloud_link::protocol::{AgentMessage, Presence, Report};
 use outpost_portal::ingest::Disposition;
 use serde_json::{json, Value};
 
-use crate::harness::{sample_device, Auth, Harness};
-
-fn id_of(v: &Value) -> String {
-    v["agent_id"].as_str().unwrap().to_owned()
-}
+use crate::harness::{id_of, sample_device, Auth, Harness};
 
 fn mac(i: u32) -> String {
     format!("00:1a:11:00:{:02x}:{:02x}", i / 256, i % 256)

@@ -355,6 +355,11 @@ impl Harness {
     }
 }
 
+/// The `agent_id` of an activation answer.
+pub fn id_of(v: &Value) -> String {
+    v["agent_id"].as_str().unwrap().to_owned()
+}
+
 pub fn activation_body(code: &str, hostname: &str) -> Value {
     json!({
         "code": code,

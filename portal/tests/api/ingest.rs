@@ -3,11 +3,7 @@
 use outpost_cloud_link::protocol::{AgentMessage, Heartbeat, Presence};
 use outpost_portal::ingest::Disposition;
 
-use crate::harness::{hello, Harness};
-
-fn id_of(v: &serde_json::Value) -> String {
-    v["agent_id"].as_str().unwrap().to_owned()
-}
+use crate::harness::{hello, id_of, Harness};
 
 fn heartbeat(depth: u64, dropped: u64) -> AgentMessage {
     AgentMessage::Heartbeat(Heartbeat {

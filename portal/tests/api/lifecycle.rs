@@ -5,11 +5,7 @@ use axum::http::{Method, StatusCode};
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 
-use crate::harness::{Auth, Harness, Options};
-
-fn id_of(v: &serde_json::Value) -> String {
-    v["agent_id"].as_str().unwrap().to_owned()
-}
+use crate::harness::{id_of, Auth, Harness, Options};
 
 #[tokio::test]
 async fn monthly_deactivation_takes_effect_at_the_start_of_next_month() {

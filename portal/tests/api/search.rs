@@ -13,11 +13,7 @@ use http_body_util::BodyExt;
 use outpost_cloud_link::protocol::{AgentMessage, Presence};
 use serde_json::{json, Value};
 
-use crate::harness::{start_time, Harness};
-
-fn id_of(v: &Value) -> String {
-    v["agent_id"].as_str().unwrap().to_owned()
-}
+use crate::harness::{id_of, start_time, Harness};
 
 fn ids(list: &Value) -> Vec<String> {
     list["agents"]

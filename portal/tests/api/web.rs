@@ -9,7 +9,7 @@ use outpost_portal::app::operators::add_operator;
 use outpost_portal::passwords;
 use serde_json::json;
 
-use crate::harness::{form, request, start_time, Harness, Page, Req};
+use crate::harness::{form, id_of, request, start_time, Harness, Page, Req};
 
 const EMAIL: &str = "tech@example.com";
 const PASSWORD: &str = "a long enough password";
@@ -161,14 +161,8 @@ async fn pages_need_a_session_and_sign_in_refuses_wrong_passwords_alike() {
 #[tokio::test]
 async fn the_list_searches_filters_and_exports_what_it_shows() {
     let h = with_operator().await;
-    let a = h.activate("alpha").await["agent_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let b = h.activate("bravo").await["agent_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let a = id_of(&h.activate("alpha").await);
+    let b = id_of(&h.activate("bravo").await);
     h.connect(&a, "alpha", 0).await;
     let put = h
         .op(
@@ -243,10 +237,7 @@ async fn the_list_searches_filters_and_exports_what_it_shows() {
 #[tokio::test]
 async fn the_site_form_saves_refuses_by_field_and_checks_its_origin() {
     let h = with_operator().await;
-    let id = h.activate("site").await["agent_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = id_of(&h.activate("site").await);
     let cookie = sign_in(&h).await;
     let page = get(&h, &format!("/agents/{id}"), &cookie).await;
     assert_eq!(page.status, StatusCode::OK);
@@ -357,10 +348,7 @@ async fn the_site_form_saves_refuses_by_field_and_checks_its_origin() {
 #[tokio::test]
 async fn destructive_actions_ask_first_and_a_connected_agent_is_not_deleted() {
     let h = with_operator().await;
-    let id = h.activate("keep").await["agent_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = id_of(&h.activate("keep").await);
     h.connect(&id, "keep", 0).await;
     let cookie = sign_in(&h).await;
     let page = get(&h, &format!("/agents/{id}/delete"), &cookie).await;
@@ -439,18 +427,9 @@ async fn the_map_places_sites_by_pin_or_geoip_and_colours_them_by_state() {
     use outpost_cloud_link::protocol::{AgentMessage, Report};
 
     let h = with_operator().await;
-    let located = h.activate("located").await["agent_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let pinned = h.activate("pinned").await["agent_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let nowhere = h.activate("nowhere").await["agent_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let located = id_of(&h.activate("located").await);
+    let pinned = id_of(&h.activate("pinned").await);
+    let nowhere = id_of(&h.activate("nowhere").await);
     h.connect(&located, "located", 0).await;
     let renamed = h
         .op(
@@ -527,10 +506,7 @@ async fn the_map_places_sites_by_pin_or_geoip_and_colours_them_by_state() {
 #[tokio::test]
 async fn the_agent_page_sets_the_owner_and_shows_the_invitation_once() {
     let h = with_operator().await;
-    let id = h.activate("home").await["agent_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = id_of(&h.activate("home").await);
     let cookie = sign_in(&h).await;
     let page = get(&h, &format!("/agents/{id}"), &cookie).await;
     let token = csrf(&page);
