@@ -75,14 +75,20 @@ pub async fn render(
         Err(e) => return op_problem(tech, e, ("/agents", "Back to the agents")),
     };
     let history = app.agent_history(id).await.unwrap_or_default();
+    let stored = match app.site(id).await {
+        Ok(stored) => stored,
+        Err(e) => return op_problem(tech, e, ("/agents", "Back to the agents")),
+    };
     let site = match site_input {
         Some(refused) => site_form::form(tech.csrf(), id, &refused.input, &refused.errors),
-        None => match site_form::current(app, id).await {
-            Ok(input) => site_form::form(tech.csrf(), id, &input, &[]),
-            Err(e) => return op_problem(tech, e, ("/agents", "Back to the agents")),
-        },
+        None => site_form::form(
+            tech.csrf(),
+            id,
+            &site_form::FormInput::from_config(&stored),
+            &[],
+        ),
     };
-    let location = site_form::location_markup(app, id).await;
+    let location = site_form::location_markup(app, id, stored.pin).await;
     let owner = owner_form::section(app, tech.csrf(), id).await;
     let online = app.is_online(&row);
     let base = format!("/agents/{id}");

@@ -20,8 +20,8 @@ use crate::api::owner::Problem;
 use crate::app::{App, OpError};
 use crate::listing::AgentListItem;
 use crate::site::{
-    ContactInput, FieldError, PinInput, PsaInput, PsaSystem, SiteConfig, SiteInput, MAX_ADDRESS,
-    MAX_EMAIL, MAX_ID, MAX_NAME, MAX_NOTE, MAX_ORG_ID, MAX_PHONES,
+    ContactInput, FieldError, Pin, PinInput, PsaInput, PsaSystem, SiteConfig, SiteInput,
+    MAX_ADDRESS, MAX_EMAIL, MAX_ID, MAX_NAME, MAX_NOTE, MAX_ORG_ID, MAX_PHONES,
 };
 
 /// The form as typed (every field a string).
@@ -155,11 +155,6 @@ impl FormInput {
             note: s(&c.note),
         }
     }
-}
-
-/// The stored configuration as a form.
-pub async fn current(app: &App, id: &AgentId) -> Result<FormInput, OpError> {
-    Ok(FormInput::from_config(&app.site(id).await?))
 }
 
 /// The form's input name for a document path (`contact.phones[1]` → `phones`).
@@ -391,10 +386,9 @@ pub async fn place(app: &App, item: &AgentListItem) -> Option<Place> {
 }
 
 /// Where the agent is, as the facts box shows it: the GeoIP location (city, region, country, coordinates,
-/// accuracy, who looked it up and in which database), or why there is none; and the pin when one
+/// accuracy, who looked it up and in which database), or why there is none; and the site's `pin` when one
 /// overrides it on the map.
-pub async fn location_markup(app: &App, id: &AgentId) -> Markup {
-    let pin = app.site(id).await.ok().and_then(|s| s.pin);
+pub async fn location_markup(app: &App, id: &AgentId, pin: Option<Pin>) -> Markup {
     let report = match app.location(id).await {
         Ok(r) => r,
         Err(e) => {
