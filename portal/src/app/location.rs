@@ -89,11 +89,7 @@ impl App {
     /// The agent's stored location report: its location (or why it has none) and who looked it up.
     pub async fn location(&self, agent: &AgentId) -> Result<Option<LocationReport>, OpError> {
         let mut conn = self.store().conn().await?;
-        let Some(row) = reports::list(&mut conn, agent)
-            .await?
-            .into_iter()
-            .find(|r| r.kind == LOCATION_REPORT)
-        else {
+        let Some(row) = reports::get(&mut conn, agent, LOCATION_REPORT).await? else {
             return Ok(None);
         };
         match serde_json::from_value(row.body) {
@@ -409,11 +405,9 @@ mod tests {
 
         async fn updated_at(&self) -> chrono::DateTime<Utc> {
             let mut conn = self.app.store().conn().await.unwrap();
-            reports::list(&mut conn, &self.agent)
+            reports::get(&mut conn, &self.agent, LOCATION_REPORT)
                 .await
                 .unwrap()
-                .into_iter()
-                .find(|r| r.kind == LOCATION_REPORT)
                 .unwrap()
                 .updated_at
         }

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use outpost_cloud_link::AgentId;
+use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::{from_ms, to_i64, to_ms, to_u64, Conn, StoreError};
@@ -39,6 +40,17 @@ pub async fn upsert(
     Ok(())
 }
 
+fn from_row(row: &SqliteRow) -> Result<ReportRow, StoreError> {
+    let body: String = row.try_get("body")?;
+    Ok(ReportRow {
+        kind: row.try_get("kind")?,
+        epoch: to_u64("epoch", row.try_get("epoch")?)?,
+        body: serde_json::from_str(&body)
+            .map_err(|e| StoreError::Corrupt(format!("report body: {e}")))?,
+        updated_at: from_ms(row.try_get("updated_at")?)?,
+    })
+}
+
 pub async fn list(conn: &mut Conn, agent: &AgentId) -> Result<Vec<ReportRow>, StoreError> {
     let rows = sqlx::query(
         "SELECT kind, epoch, body, updated_at FROM reports WHERE agent_id = ? ORDER BY kind",
@@ -46,18 +58,23 @@ pub async fn list(conn: &mut Conn, agent: &AgentId) -> Result<Vec<ReportRow>, St
     .bind(agent.as_str())
     .fetch_all(conn)
     .await?;
-    rows.iter()
-        .map(|row| {
-            let body: String = row.try_get("body")?;
-            Ok(ReportRow {
-                kind: row.try_get("kind")?,
-                epoch: to_u64("epoch", row.try_get("epoch")?)?,
-                body: serde_json::from_str(&body)
-                    .map_err(|e| StoreError::Corrupt(format!("report body: {e}")))?,
-                updated_at: from_ms(row.try_get("updated_at")?)?,
-            })
-        })
-        .collect()
+    rows.iter().map(from_row).collect()
+}
+
+/// The agent's latest report of `kind`, if any.
+pub async fn get(
+    conn: &mut Conn,
+    agent: &AgentId,
+    kind: &str,
+) -> Result<Option<ReportRow>, StoreError> {
+    let row = sqlx::query(
+        "SELECT kind, epoch, body, updated_at FROM reports WHERE agent_id = ? AND kind = ?",
+    )
+    .bind(agent.as_str())
+    .bind(kind)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(from_row).transpose()
 }
 
 /// Removes all of the agent's reports (cleanup).
