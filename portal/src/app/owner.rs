@@ -333,6 +333,16 @@ impl App {
         Ok((settings, invitation))
     }
 
+    /// The device's flags alone (all off when never set), for a caller that has its control view already.
+    pub async fn device_owner_flags(
+        &self,
+        agent: &AgentId,
+        device: &DeviceRef,
+    ) -> Result<Flags, OpError> {
+        let mut conn = self.store().conn().await?;
+        Ok(owners::flags(&mut conn, agent, &key_of(device)).await?)
+    }
+
     /// The device's flags (all off when never set) and what the agent can do with it.
     pub async fn owner_flags(
         &self,
@@ -340,8 +350,7 @@ impl App {
         device: &DeviceRef,
     ) -> Result<DeviceFlags, OwnerError> {
         let control = self.device_control(agent, device).await?;
-        let mut conn = self.store().conn().await?;
-        let flags = owners::flags(&mut conn, agent, &key_of(device)).await?;
+        let flags = self.device_owner_flags(agent, device).await?;
         Ok(DeviceFlags {
             device: device.clone(),
             flags,

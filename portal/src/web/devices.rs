@@ -496,9 +496,9 @@ async fn render_device(
             )
         }
     };
-    let flags = match app.owner_flags(agent, device).await {
-        Ok(f) => f.flags,
-        Err(e) => return op_problem(tech, owner_op(e), (&devices_path, "Back to the devices")),
+    let flags = match app.device_owner_flags(agent, device).await {
+        Ok(flags) => flags,
+        Err(e) => return op_problem(tech, e, (&devices_path, "Back to the devices")),
     };
     let has_owner = app
         .owner_settings(agent)
