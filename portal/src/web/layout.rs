@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use crate::api::owner::html::respond;
+pub use crate::api::owner::html::Notice;
 use crate::api::owner::Problem;
 
 const STYLE: &str = "\
@@ -53,30 +54,7 @@ dl.facts dt{opacity:.75}dl.facts dd{margin:0;overflow-wrap:anywhere}\
 svg.map{width:100%;height:auto;border:1px solid var(--line);border-radius:.4rem}\
 svg.map .land{fill:#9aa7b5;stroke:#fff;stroke-width:.3}\
 svg.map circle.on{fill:var(--ok);stroke:#fff}svg.map circle.off{fill:var(--bad);stroke:#fff}\
-svg.map a:focus-visible circle{stroke:#f0a500;stroke-width:3}\
-.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}";
-
-/// A message shown at the top of a page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notice {
-    pub ok: bool,
-    pub text: String,
-}
-
-impl Notice {
-    pub fn ok(text: impl Into<String>) -> Self {
-        Self {
-            ok: true,
-            text: text.into(),
-        }
-    }
-    pub fn error(text: impl Into<String>) -> Self {
-        Self {
-            ok: false,
-            text: text.into(),
-        }
-    }
-}
+svg.map a:focus-visible circle{stroke:#f0a500;stroke-width:3}";
 
 fn notice_markup(n: &Notice) -> Markup {
     html! {
