@@ -10,6 +10,7 @@ pub mod lab;
 pub mod netns;
 pub mod power_lab;
 pub mod responders;
+pub mod smtp;
 
 use std::fs;
 use std::net::TcpListener;
