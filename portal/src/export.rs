@@ -134,10 +134,52 @@ pub fn agents_csv(items: &[AgentListItem]) -> Result<Vec<u8>, ExportError> {
         .map_err(|e| ExportError(e.error().to_string()))
 }
 
+/// The columns of the history export.
+pub const HISTORY_COLUMNS: [&str; 7] = [
+    "at",
+    "action",
+    "actor",
+    "details",
+    "agent_id",
+    "agent_name",
+    "address",
+];
+
+/// The history lines as CSV (same quoting and formula-injection guard as the agents export).
+pub fn history_csv(entries: &[crate::store::history::Entry]) -> Result<Vec<u8>, ExportError> {
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    writer
+        .write_record(HISTORY_COLUMNS)
+        .map_err(|e| ExportError(e.to_string()))?;
+    for e in entries {
+        let cells = [
+            e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            e.action.clone(),
+            e.actor.clone(),
+            e.details.clone(),
+            e.agent_id.clone().unwrap_or_default(),
+            e.agent_name.clone(),
+            e.address.clone().unwrap_or_default(),
+        ];
+        writer
+            .write_record(cells.iter().map(|c| safe_cell(c).into_owned()))
+            .map_err(|e| ExportError(e.to_string()))?;
+    }
+    writer
+        .into_inner()
+        .map_err(|e| ExportError(e.error().to_string()))
+}
+
 /// The CSV of every agent `query` matches, its page ignored, in its sort ([`App::export_agents`]:
 /// refused past [`MAX_EXPORT_ROWS`]).
-pub async fn export_agents(app: &App, query: &AgentQuery) -> Result<Vec<u8>, OpError> {
-    let items = app.export_agents(query).await?;
+pub async fn export_agents(
+    app: &App,
+    query: &AgentQuery,
+    scope: &crate::access::Scope,
+) -> Result<Vec<u8>, OpError> {
+    let items = app.export_agents(query, scope).await?;
     Ok(agents_csv(&items)?)
 }
 
@@ -176,6 +218,8 @@ mod tests {
             last_seen: Some(now()),
             data_epoch: 0,
             link: LinkStats::default(),
+            company_id: Some(1),
+            group_id: None,
         };
         AgentListItem::new(agent, site, now(), std::time::Duration::from_secs(120))
     }

@@ -497,6 +497,8 @@ mod tests {
             last_seen: None,
             data_epoch: 0,
             link: LinkStats::default(),
+            company_id: Some(1),
+            group_id: None,
         }
     }
 

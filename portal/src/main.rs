@@ -1,4 +1,5 @@
-//! `outpost-portal`: the portal daemon (`up`) and the local admin commands (`codes new`, `token new`).
+//! `outpost-portal`: the portal daemon (`up`) and the local admin commands (`codes new`, `token new`,
+//! `users new`).
 //!
 //! Exit codes: 0 on success or a clean shutdown, 1 on any error (printed with its whole chain).
 #![forbid(unsafe_code)]
@@ -13,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use outpost_portal::api::rate_limit::ActivationLimiter;
 use outpost_portal::api::{self, ApiOptions};
-use outpost_portal::app::{activation, App, Deps, Settings};
+use outpost_portal::app::{activation, users, App, Deps, Settings};
 use outpost_portal::broker::{self, BrokerSettings};
 use outpost_portal::clock::{SettableClock, SharedClock, SystemClock};
 use outpost_portal::paths::DataDir;
@@ -43,15 +44,15 @@ enum Command {
         #[command(subcommand)]
         command: CodesCommand,
     },
-    /// Operator API tokens.
+    /// API tokens acting as a user.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
     },
-    /// Technicians' accounts for the web pages.
-    Operator {
+    /// Users: the first company admin, or anyone (admins invite the rest from the portal).
+    Users {
         #[command(subcommand)]
-        command: OperatorCommand,
+        command: UsersCommand,
     },
 }
 
@@ -81,6 +82,10 @@ struct UpArgs {
     /// Seconds between subscription sweeps.
     #[arg(long, default_value_t = 60)]
     sweep_interval: u64,
+    /// The portal's configuration file (TOML: `[web]` public URL, `[smtp]` server; see
+    /// portal.example.toml). Without it the portal sends no email and shows links instead.
+    #[arg(long, value_name = "FILE", env = "OUTPOST_PORTAL_CONFIG")]
+    config: Option<PathBuf>,
     /// Enable `PUT /api/v1/dev/clock` (tests only).
     #[arg(long, hide = true)]
     dev_clock: bool,
@@ -105,34 +110,53 @@ enum CodesCommand {
         /// Agents activated with it are prepaid for this many months (monthly plan if absent).
         #[arg(long)]
         prepaid_months: Option<u32>,
+        /// The company its agents join (default: the install's only company).
+        #[arg(long)]
+        company: Option<String>,
     },
 }
 
 #[derive(Debug, Subcommand)]
 enum TokenCommand {
-    /// Make an operator API token and print it.
+    /// Make an API token acting as a user and print it. Without --user it acts as the first company
+    /// admin (on an install without one, a token-only admin `admin` is made).
     New {
         #[arg(long)]
         data: PathBuf,
-        /// The token's name, shown as `token:<name>` in the history.
+        /// The email of the user the token acts as.
+        #[arg(long)]
+        user: Option<String>,
+        /// The token may only read.
+        #[arg(long)]
+        read_only: bool,
+        /// The token's name, shown in the tokens list.
         #[arg(long, default_value = "admin")]
         name: String,
     },
 }
 
 #[derive(Debug, Subcommand)]
-enum OperatorCommand {
-    /// Create a technician's account, or set its name and password (ending its sessions). The password is
-    /// read from the first line of standard input.
-    Add {
+enum UsersCommand {
+    /// Create a user and print the one-time link where they set their password.
+    New {
         #[arg(long)]
         data: PathBuf,
-        /// The email the technician signs in with.
         #[arg(long)]
         email: String,
-        /// The name shown in the pages.
+        /// The company (created if new; default: the install's only company, made with its first user).
         #[arg(long)]
-        name: String,
+        company: Option<String>,
+        #[arg(long, default_value = "company-admin")]
+        role: outpost_portal::access::Role,
+        /// The group a group admin or supervisor is assigned to (created if new).
+        #[arg(long)]
+        group: Option<String>,
+        /// The name shown in the pages (default: the email's local part).
+        #[arg(long)]
+        name: Option<String>,
+        /// The portal's address in the link (default: what `up` last served, else https://localhost:8443).
+        #[arg(long)]
+        url: Option<String>,
     },
 }
 
@@ -216,14 +240,38 @@ async fn main() -> std::process::ExitCode {
                     expires,
                     uses,
                     prepaid_months,
+                    company,
                 },
-        } => codes_new(&data, expires, uses, prepaid_months).await,
+        } => codes_new(&data, expires, uses, prepaid_months, company.as_deref()).await,
         Command::Token {
-            command: TokenCommand::New { data, name },
-        } => token_new(&data, &name).await,
-        Command::Operator {
-            command: OperatorCommand::Add { data, email, name },
-        } => operator_add(&data, &email, &name).await,
+            command:
+                TokenCommand::New {
+                    data,
+                    user,
+                    read_only,
+                    name,
+                },
+        } => token_new(&data, user.as_deref(), read_only, &name).await,
+        Command::Users {
+            command:
+                UsersCommand::New {
+                    data,
+                    email,
+                    company,
+                    role,
+                    group,
+                    name,
+                    url,
+                },
+        } => {
+            let member = users::NewMember {
+                email: &email,
+                name: name.as_deref(),
+                role,
+                require_2fa: false,
+            };
+            users_new(&data, &member, company.as_deref(), group.as_deref(), url).await
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -239,10 +287,18 @@ async fn codes_new(
     lifetime: chrono::Duration,
     uses: u32,
     prepaid_months: Option<u32>,
+    company: Option<&str>,
 ) -> Result<()> {
     let data = ensure_data_dir(data)?;
     let store = open_store(&data).await?;
-    let new = activation::create_code(&store, chrono::Utc::now(), lifetime, uses, prepaid_months)
+    let now = chrono::Utc::now();
+    let company = {
+        let mut conn = store.conn().await?;
+        users::company_for(&mut conn, company, now)
+            .await
+            .context("choose the company")?
+    };
+    let new = activation::create_code(&store, now, lifetime, uses, prepaid_months, (company, None))
         .await
         .context("make an activation code")?;
     store.close().await;
@@ -250,10 +306,10 @@ async fn codes_new(
     Ok(())
 }
 
-async fn token_new(data: &Path, name: &str) -> Result<()> {
+async fn token_new(data: &Path, user: Option<&str>, read_only: bool, name: &str) -> Result<()> {
     let data = ensure_data_dir(data)?;
     let store = open_store(&data).await?;
-    let token = activation::create_token(&store, name, chrono::Utc::now())
+    let token = users::bootstrap_token(&store, user, name, read_only, chrono::Utc::now())
         .await
         .context("make an API token")?;
     store.close().await;
@@ -261,30 +317,31 @@ async fn token_new(data: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
-async fn operator_add(data: &Path, email: &str, name: &str) -> Result<()> {
-    let mut password = String::new();
-    std::io::stdin()
-        .read_line(&mut password)
-        .context("read the password from standard input")?;
-    let password = password.trim_end_matches(['\r', '\n']);
+/// The file where `up` records the address people reach the portal at, for `users new`'s links.
+fn public_url_file(data: &DataDir) -> PathBuf {
+    data.root().join("public-url")
+}
+
+async fn users_new(
+    data: &Path,
+    member: &users::NewMember<'_>,
+    company: Option<&str>,
+    group: Option<&str>,
+    url: Option<String>,
+) -> Result<()> {
     let data = ensure_data_dir(data)?;
+    let base = match url {
+        Some(url) => url,
+        None => std::fs::read_to_string(public_url_file(&data))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "https://localhost:8443".to_owned()),
+    };
     let store = open_store(&data).await?;
-    let created = outpost_portal::app::operators::add_operator(
-        &store,
-        email,
-        name,
-        password,
-        outpost_portal::passwords::DEFAULT_ITERATIONS,
-        chrono::Utc::now(),
-    )
-    .await
-    .context("save the operator account")?;
+    let link = users::bootstrap_user(&store, member, company, group, &base, chrono::Utc::now())
+        .await
+        .context("create the user")?;
     store.close().await;
-    println!(
-        "{} {}",
-        if created { "created" } else { "updated" },
-        email.trim().to_lowercase()
-    );
+    println!("{}", link.url);
     Ok(())
 }
 
@@ -327,6 +384,33 @@ async fn up(args: UpArgs) -> Result<()> {
         Some(c) => c.clone(),
         None => Arc::new(SystemClock),
     };
+    let config = match &args.config {
+        Some(path) => outpost_portal::config::load(path).context("read --config")?,
+        None => outpost_portal::config::PortalConfig::default(),
+    };
+    let public_url = match &config.web.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let host = args
+                .hostnames
+                .first()
+                .cloned()
+                .unwrap_or_else(|| args.https.ip().to_string());
+            format!("https://{host}:{}", args.https.port())
+        }
+    };
+    if let Err(e) = std::fs::write(public_url_file(&data), format!("{public_url}\n")) {
+        warn!(error = %e, "could not record the portal's address for `users new`");
+    }
+    let mailer = match &config.smtp {
+        Some(smtp) => Some(Arc::new(
+            outpost_portal::mail::Mailer::new(smtp).context("set up [smtp] from --config")?,
+        )),
+        None => {
+            info!("no [smtp] configured: invitation and reset links are shown instead of mailed");
+            None
+        }
+    };
     let app = App::new(Deps {
         store: store.clone(),
         broker: running.admin.clone(),
@@ -337,7 +421,9 @@ async fn up(args: UpArgs) -> Result<()> {
             broker_address: public_broker_address(&args),
             ca_pem: pki.ca_cert_pem.clone(),
             offline_after: Duration::from_secs(args.offline_after),
+            public_url,
         },
+        mailer,
     });
     let limiter = Arc::new(ActivationLimiter::per_minute(args.activation_rate));
     let locator = outpost_portal::app::location::Locator::new(
@@ -505,8 +591,46 @@ mod tests {
             "--data",
             "d",
             "--name",
-            "ci"
+            "ci",
+            "--user",
+            "a@example.com",
+            "--read-only"
         ])
         .is_ok());
+        let cli = Cli::try_parse_from([
+            "outpost-portal",
+            "users",
+            "new",
+            "--data",
+            "d",
+            "--email",
+            "a@example.com",
+            "--role",
+            "group-admin",
+            "--group",
+            "North",
+            "--company",
+            "Acme",
+        ])
+        .unwrap();
+        let Command::Users {
+            command: UsersCommand::New { role, .. },
+        } = cli.command
+        else {
+            panic!("not users new")
+        };
+        assert_eq!(role, outpost_portal::access::Role::GroupAdmin);
+        assert!(Cli::try_parse_from([
+            "outpost-portal",
+            "users",
+            "new",
+            "--data",
+            "d",
+            "--email",
+            "a@example.com",
+            "--role",
+            "boss"
+        ])
+        .is_err());
     }
 }

@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use outpost_portal::codes::Code;
-use outpost_portal::store::{credentials, Store};
+use outpost_portal::store::{credentials, users, Store};
 
 fn portal() -> Command {
     Command::new(env!("CARGO_BIN_EXE_outpost-portal"))
@@ -63,10 +63,107 @@ async fn codes_and_tokens_are_printed_alone_and_stored_hashed() {
     );
     let lifetime = stored.expires_at - chrono::Utc::now();
     assert!(lifetime > chrono::Duration::minutes(119) && lifetime <= chrono::Duration::hours(2));
-    let name = credentials::token_name(&mut conn, &outpost_portal::secrets::hash(token))
+    let stored = users::use_token(
+        &mut conn,
+        &outpost_portal::secrets::hash(token),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap()
+    .expect("the token is stored (hashed)");
+    assert_eq!((stored.name.as_str(), stored.read_only), ("ci", false));
+    let admin = users::by_id(&mut conn, stored.user_id)
         .await
+        .unwrap()
         .unwrap();
-    assert_eq!(name.as_deref(), Some("ci"));
+    assert_eq!(
+        (admin.username.as_str(), admin.role),
+        ("admin", outpost_portal::access::Role::CompanyAdmin),
+        "on an install without users, token new makes a token-only company admin"
+    );
+    assert_eq!(stored_company(&mut conn, &code).await, admin.company_id);
+
+    // The first person: one line, the link where they set a password; then a read-only token for them.
+    let link = run(&[
+        "users",
+        "new",
+        "--data",
+        data_s,
+        "--email",
+        "Ana@Example.com",
+        "--url",
+        "https://p.example",
+    ]);
+    assert_eq!(link.lines().count(), 1, "{link:?}");
+    assert!(
+        link.trim()
+            .starts_with("https://p.example/account/password?token="),
+        "{link}"
+    );
+    let ana = users::by_email(&mut conn, "ana@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (ana.role, ana.company_id),
+        (outpost_portal::access::Role::CompanyAdmin, admin.company_id)
+    );
+    assert!(
+        ana.password_hash.is_none(),
+        "no password until the link is used"
+    );
+    let ro = run(&[
+        "token",
+        "new",
+        "--data",
+        data_s,
+        "--user",
+        "ana@example.com",
+        "--read-only",
+    ]);
+    let ro = users::use_token(
+        &mut conn,
+        &outpost_portal::secrets::hash(ro.trim()),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!((ro.user_id, ro.read_only), (ana.id, true));
+    // A group admin needs a group; a support engineer belongs to no company.
+    let out = portal()
+        .args([
+            "users",
+            "new",
+            "--data",
+            data_s,
+            "--email",
+            "g@example.com",
+            "--role",
+            "group-admin",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--group"),
+        "{out:?}"
+    );
+    run(&[
+        "users",
+        "new",
+        "--data",
+        data_s,
+        "--email",
+        "s@example.com",
+        "--role",
+        "support",
+    ]);
+    let support = users::by_email(&mut conn, "s@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(support.company_id, None);
     for file in ["portal.db", "portal.db-wal"] {
         let bytes = std::fs::read(data.join(file)).unwrap_or_default();
         let clear = |s: &str| bytes.windows(s.len()).any(|w| w == s.as_bytes());
@@ -76,6 +173,14 @@ async fn codes_and_tokens_are_printed_alone_and_stored_hashed() {
             "the code is stored in clear in {file}"
         );
     }
+}
+
+async fn stored_company(conn: &mut sqlx::SqliteConnection, code: &Code) -> Option<i64> {
+    credentials::find_code(conn, &code.hash())
+        .await
+        .unwrap()
+        .unwrap()
+        .company_id
 }
 
 #[test]

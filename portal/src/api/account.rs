@@ -1,8 +1,10 @@
-//! Account-wide operator routes: the history of every agent, new activation codes, and the dev clock.
+//! Account-wide routes: the company's history (agent and account lines, with filters, as JSON or CSV), new
+//! activation codes (into the company, or one of the caller's groups), and the dev clock.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Duration;
 use serde::Deserialize;
@@ -14,26 +16,95 @@ use super::auth::Operator;
 use super::error::AppError;
 use super::views::{time, History, HistoryEntry};
 use super::ApiState;
+use crate::access::Role;
 use crate::app::activation::DEFAULT_CODE_LIFETIME;
+use crate::app::OpError;
+use crate::store::history;
 
 #[derive(Debug, Deserialize)]
-pub struct PageQuery {
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
     pub limit: Option<String>,
     pub offset: Option<String>,
+    /// Lines whose action starts with this (`sign-in` also matches `sign-in-failed`).
+    pub action: Option<String>,
+    /// Lines whose actor contains this (`user:ana`).
+    pub actor: Option<String>,
+    pub agent: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
 }
 
+fn nonempty(s: Option<String>) -> Option<String> {
+    s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// `GET /history`: the caller's company's history, oldest first, filtered; `?format=csv` as a download.
 pub async fn history(
-    _: Operator,
+    op: Operator,
     State(state): State<ApiState>,
-    query: Result<Query<PageQuery>, QueryRejection>,
-) -> Result<Json<History>, AppError> {
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Response, AppError> {
     let Query(query) = query.map_err(AppError::from_query)?;
-    let limit = number("limit", query.limit.as_deref(), 1000, 10_000)?;
+    let limit = number("limit", query.limit.as_deref(), 1000, 100_000)?;
     let offset = number("offset", query.offset.as_deref(), 0, u32::MAX)?;
-    let entries = state.app.account_history(limit, offset).await?;
+    let time = |field: &str, v: Option<String>| {
+        nonempty(v)
+            .map(|v| {
+                parse_until(&v).map_err(|_| {
+                    AppError::bad_request(
+                        field,
+                        "give RFC 3339 (2027-01-31T00:00:00Z) or YYYY-MM-DD",
+                    )
+                })
+            })
+            .transpose()
+    };
+    let filter = history::Filter {
+        action: nonempty(query.action),
+        actor: nonempty(query.actor),
+        agent: nonempty(query.agent),
+        since: time("since", query.since)?,
+        until: time("until", query.until)?,
+    };
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(AppError::bad_request(
+                "format",
+                format!("{other:?} is not a format; use json or csv"),
+            ))
+        }
+    };
+    let Some(company) = op.caller.company_id else {
+        return Err(AppError::Forbidden(crate::access::Action::HistoryRead));
+    };
+    let entries = state
+        .app
+        .account_history(company, &filter, limit, offset)
+        .await?;
+    if csv {
+        let body = crate::export::history_csv(&entries).map_err(OpError::from)?;
+        let filename = format!(
+            "attachment; filename=\"outpost-history-{}.csv\"",
+            state.app.now().format("%Y%m%d")
+        );
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (header::CONTENT_DISPOSITION, filename),
+            ],
+            body,
+        )
+            .into_response());
+    }
     Ok(Json(History {
         entries: entries.iter().map(HistoryEntry::from).collect(),
-    }))
+    })
+    .into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -41,6 +112,8 @@ pub struct NewCodeBody {
     pub expires_in_s: Option<u64>,
     pub uses: Option<u32>,
     pub prepaid_months: Option<u32>,
+    /// The group its agents join (a group admin must name one of theirs).
+    pub group: Option<i64>,
 }
 
 pub async fn create_code(
@@ -59,9 +132,33 @@ pub async fn create_code(
                 AppError::bad_request("expires_in_s", "at most ten years (315360000 s)")
             })?,
     };
+    let Some(company) = op.caller.company_id else {
+        return Err(AppError::Forbidden(crate::access::Action::CodesCreate));
+    };
+    let group = match body.group {
+        Some(g) => {
+            let visible = state.app.group_in_scope(&op.caller, g).await?;
+            if !visible {
+                return Err(OpError::UnknownGroup(g).into());
+            }
+            Some(g)
+        }
+        None if op.caller.role != Role::CompanyAdmin => {
+            return Err(AppError::bad_request(
+                "group",
+                "name the group the new agents join (one of yours: GET /api/v1/groups)",
+            ))
+        }
+        None => None,
+    };
     let new = state
         .app
-        .create_code(lifetime, body.uses.unwrap_or(1), body.prepaid_months)
+        .create_code(
+            lifetime,
+            body.uses.unwrap_or(1),
+            body.prepaid_months,
+            (company, group),
+        )
         .await?;
     info!(
         actor = op.actor.as_str(),
@@ -75,6 +172,7 @@ pub async fn create_code(
             "expires_at": time(new.expires_at),
             "uses": new.uses,
             "prepaid_months": new.prepaid_months,
+            "group": group,
         })),
     ))
 }

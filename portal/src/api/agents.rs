@@ -35,14 +35,14 @@ pub fn number(field: &str, raw: Option<&str>, default: u32, max: u32) -> Result<
 
 /// `GET /agents`: the agents list (see [`AgentQuery::parse`] for the parameters).
 pub async fn list(
-    _: Operator,
+    op: Operator,
     State(state): State<ApiState>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<AgentList>, AppError> {
     let Query(pairs) = query.map_err(AppError::from_query)?;
     let query = AgentQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(bad_query)?;
-    let (items, total) = state.app.search_agents(&query).await?;
+    let (items, total) = state.app.search_agents(&query, &op.caller.scope).await?;
     Ok(Json(AgentList {
         agents: items.iter().map(AgentView::new).collect(),
         total,
@@ -56,14 +56,14 @@ fn bad_query(e: QueryError) -> AppError {
 /// `GET /agents.csv`: every agent the list shows under the same search, filters and sort (no pages), as
 /// an RFC 4180 attachment named after today's date (UTC).
 pub async fn export_csv(
-    _: Operator,
+    op: Operator,
     State(state): State<ApiState>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let Query(pairs) = query.map_err(AppError::from_query)?;
     let query = AgentQuery::parse_filter(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(bad_query)?;
-    let body = export::export_agents(&state.app, &query).await?;
+    let body = export::export_agents(&state.app, &query, &op.caller.scope).await?;
     let filename = format!(
         "attachment; filename=\"outpost-agents-{}.csv\"",
         state.app.now().format("%Y%m%d")

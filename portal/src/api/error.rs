@@ -27,6 +27,8 @@ pub enum AppError {
     RateLimited(Duration),
     #[error("there is no such route; see GET /api/v1/openapi.json")]
     NoRoute,
+    #[error("your role may not do this ({}); ask a company admin", .0.as_str())]
+    Forbidden(crate::access::Action),
 }
 
 impl AppError {
@@ -54,6 +56,7 @@ impl AppError {
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AppError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
+            AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::Op(op) => match op {
                 O::UnknownAgent(_) | O::UnknownCommand { .. } => {
                     (StatusCode::NOT_FOUND, "not_found")
@@ -81,7 +84,18 @@ impl AppError {
                 }
                 O::Lifecycle(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
                 O::Broker(_) => (StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable"),
-                O::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+                O::Store(_) | O::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+                O::BadSignIn => (StatusCode::UNAUTHORIZED, "bad_sign_in"),
+                O::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+                O::UnknownUser(_)
+                | O::UnknownGroup(_)
+                | O::UnknownToken(_)
+                | O::UnknownGrant(_) => (StatusCode::NOT_FOUND, "not_found"),
+                O::LinkUnknown => (StatusCode::NOT_FOUND, "link_unknown"),
+                O::LinkExpired => (StatusCode::GONE, "link_expired"),
+                O::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+                O::WeakPassword(_) => (StatusCode::BAD_REQUEST, "weak_password"),
+                O::Mail(_) => (StatusCode::BAD_GATEWAY, "mail_failed"),
             },
         }
     }
@@ -89,7 +103,9 @@ impl AppError {
     /// What the caller reads; internal details stay in the log.
     fn public_message(&self) -> String {
         match self {
-            AppError::Op(OpError::Store(_)) | AppError::Op(OpError::Export(_)) => {
+            AppError::Op(OpError::Store(_))
+            | AppError::Op(OpError::Export(_))
+            | AppError::Op(OpError::Internal(_)) => {
                 "the portal failed internally; try again, and see the portal's log if it persists"
                     .into()
             }

@@ -18,8 +18,10 @@ pub mod commands;
 pub mod control;
 pub mod devices;
 pub mod error;
+pub mod groups;
 pub mod openapi;
 pub mod owner;
+pub mod people;
 pub mod rate_limit;
 pub mod sites;
 pub mod views;
@@ -30,7 +32,9 @@ use axum::handler::Handler;
 use axum::routing::{self, MethodRouter};
 use axum::Router;
 
+use crate::access::Action;
 use crate::app::App;
+pub use auth::Access;
 use error::AppError;
 use rate_limit::ActivationLimiter;
 
@@ -51,10 +55,13 @@ pub struct ApiOptions {
     pub dev_clock: bool,
 }
 
-/// Builds the router and records every (method, path) it serves, so the OpenAPI test can compare.
+/// Builds the router and records every (method, path, access) it serves, so the OpenAPI test can
+/// compare and the roles test can walk every route. With a state, every staff route gets its
+/// [`auth::guard`].
 struct Routes {
     router: Router<ApiState>,
-    table: Vec<(&'static str, &'static str)>,
+    table: Vec<(&'static str, &'static str, Access)>,
+    state: Option<ApiState>,
 }
 
 impl Routes {
@@ -62,6 +69,7 @@ impl Routes {
         mut self,
         method: &'static str,
         path: &'static str,
+        access: Access,
         wrap: fn(H) -> MethodRouter<ApiState>,
         handler: H,
     ) -> Self
@@ -69,113 +77,390 @@ impl Routes {
         H: Handler<T, ApiState>,
         T: 'static,
     {
-        self.router = self.router.route(path, wrap(handler));
-        self.table.push((method, path));
+        let mut route = wrap(handler);
+        if let (Some(state), Access::Staff(action)) = (&self.state, access) {
+            let required = auth::Required {
+                action,
+                agent_scoped: path.starts_with("/agents/{id}"),
+            };
+            route = route.route_layer(axum::middleware::from_fn_with_state(
+                (state.clone(), required),
+                auth::guard,
+            ));
+        }
+        self.router = self.router.route(path, route);
+        self.table.push((method, path, access));
         self
     }
 }
 
-fn build(options: ApiOptions) -> Routes {
+fn build(options: ApiOptions, state: Option<ApiState>) -> Routes {
     use routing::{delete, get, patch, post, put};
+    use Access::{Agent, Owner, Public, Staff};
+    use Action as A;
     let routes = Routes {
         router: Router::new(),
         table: Vec::new(),
+        state,
     }
-    .add("get", "/openapi.json", get, openapi::document)
-    .add("post", "/activate", post, agent_facing::activate)
-    .add("get", "/agent/status", get, agent_facing::status)
-    .add("get", "/agents", get, agents::list)
-    .add("get", "/agents.csv", get, agents::export_csv)
-    .add("get", "/agents/{id}", get, agents::get)
-    .add("patch", "/agents/{id}", patch, agents::rename)
-    .add("delete", "/agents/{id}", delete, agents::delete)
-    .add("post", "/agents/{id}/cleanup", post, agents::cleanup)
-    .add("post", "/agents/{id}/deactivate", post, agents::deactivate)
-    .add("post", "/agents/{id}/reactivate", post, agents::reactivate)
-    .add("post", "/agents/{id}/extend", post, agents::extend)
-    .add("get", "/agents/{id}/history", get, agents::history)
-    .add("get", "/agents/{id}/data", get, agents::data)
-    .add("get", "/agents/{id}/site", get, sites::get)
-    .add("put", "/agents/{id}/site", put, sites::put)
-    .add("get", "/agents/{id}/devices", get, devices::list)
-    .add("get", "/agents/{id}/events", get, devices::events)
-    .add("get", "/agents/{id}/devices/{device}", get, devices::get)
+    .add("get", "/openapi.json", Public, get, openapi::document)
+    .add("post", "/activate", Public, post, agent_facing::activate)
+    .add("get", "/agent/status", Agent, get, agent_facing::status)
+    .add("get", "/agents", Staff(A::AgentsRead), get, agents::list)
+    .add(
+        "get",
+        "/agents.csv",
+        Staff(A::AgentsRead),
+        get,
+        agents::export_csv,
+    )
+    .add(
+        "get",
+        "/agents/{id}",
+        Staff(A::AgentsRead),
+        get,
+        agents::get,
+    )
+    .add(
+        "patch",
+        "/agents/{id}",
+        Staff(A::AgentsEdit),
+        patch,
+        agents::rename,
+    )
+    .add(
+        "delete",
+        "/agents/{id}",
+        Staff(A::AgentsLifecycle),
+        delete,
+        agents::delete,
+    )
+    .add(
+        "post",
+        "/agents/{id}/cleanup",
+        Staff(A::AgentsLifecycle),
+        post,
+        agents::cleanup,
+    )
+    .add(
+        "post",
+        "/agents/{id}/deactivate",
+        Staff(A::AgentsLifecycle),
+        post,
+        agents::deactivate,
+    )
+    .add(
+        "post",
+        "/agents/{id}/reactivate",
+        Staff(A::AgentsLifecycle),
+        post,
+        agents::reactivate,
+    )
+    .add(
+        "post",
+        "/agents/{id}/extend",
+        Staff(A::AgentsLifecycle),
+        post,
+        agents::extend,
+    )
+    .add(
+        "get",
+        "/agents/{id}/history",
+        Staff(A::AgentsRead),
+        get,
+        agents::history,
+    )
+    .add(
+        "get",
+        "/agents/{id}/data",
+        Staff(A::AgentsRead),
+        get,
+        agents::data,
+    )
+    .add(
+        "get",
+        "/agents/{id}/site",
+        Staff(A::AgentsRead),
+        get,
+        sites::get,
+    )
+    .add(
+        "put",
+        "/agents/{id}/site",
+        Staff(A::AgentsEdit),
+        put,
+        sites::put,
+    )
+    .add(
+        "get",
+        "/agents/{id}/devices",
+        Staff(A::AgentsRead),
+        get,
+        devices::list,
+    )
+    .add(
+        "get",
+        "/agents/{id}/events",
+        Staff(A::AgentsRead),
+        get,
+        devices::events,
+    )
+    .add(
+        "get",
+        "/agents/{id}/devices/{device}",
+        Staff(A::AgentsRead),
+        get,
+        devices::get,
+    )
     .add(
         "post",
         "/agents/{id}/devices/{device}/block",
+        Staff(A::AgentsControl),
         post,
         control::block,
     )
     .add(
         "post",
         "/agents/{id}/devices/{device}/unblock",
+        Staff(A::AgentsControl),
         post,
         control::unblock,
     )
     .add(
         "post",
         "/agents/{id}/devices/{device}/power",
+        Staff(A::AgentsControl),
         post,
         control::power,
     )
     .add(
         "put",
         "/agents/{id}/devices/{device}/power-outlet",
+        Staff(A::AgentsEdit),
         put,
         control::put_outlet,
     )
     .add(
         "get",
         "/agents/{id}/devices/{device}/power-outlet",
+        Staff(A::AgentsRead),
         get,
         control::get_outlet,
     )
     .add(
         "delete",
         "/agents/{id}/devices/{device}/power-outlet",
+        Staff(A::AgentsEdit),
         delete,
         control::delete_outlet,
     )
-    .add("post", "/agents/{id}/commands", post, commands::create)
-    .add("get", "/agents/{id}/commands", get, commands::list)
-    .add("get", "/agents/{id}/commands/{cid}", get, commands::get)
-    .add("put", "/agents/{id}/owner", put, owner::operator::put_owner)
-    .add("get", "/agents/{id}/owner", get, owner::operator::get_owner)
+    .add(
+        "post",
+        "/agents/{id}/commands",
+        Staff(A::AgentsControl),
+        post,
+        commands::create,
+    )
+    .add(
+        "get",
+        "/agents/{id}/commands",
+        Staff(A::AgentsRead),
+        get,
+        commands::list,
+    )
+    .add(
+        "get",
+        "/agents/{id}/commands/{cid}",
+        Staff(A::AgentsRead),
+        get,
+        commands::get,
+    )
+    .add(
+        "put",
+        "/agents/{id}/owner",
+        Staff(A::AgentsEdit),
+        put,
+        owner::operator::put_owner,
+    )
+    .add(
+        "get",
+        "/agents/{id}/owner",
+        Staff(A::AgentsRead),
+        get,
+        owner::operator::get_owner,
+    )
     .add(
         "put",
         "/agents/{id}/devices/{device}/owner-flags",
+        Staff(A::AgentsEdit),
         put,
         owner::operator::put_flags,
     )
     .add(
         "get",
         "/agents/{id}/devices/{device}/owner-flags",
+        Staff(A::AgentsRead),
         get,
         owner::operator::get_flags,
     )
-    .add("get", "/owner/devices", get, owner::json::devices)
+    .add("get", "/owner/devices", Owner, get, owner::json::devices)
     .add(
         "post",
         "/owner/agents/{id}/devices/{device}/block",
+        Owner,
         post,
         owner::json::block,
     )
     .add(
         "post",
         "/owner/agents/{id}/devices/{device}/unblock",
+        Owner,
         post,
         owner::json::unblock,
     )
     .add(
         "post",
         "/owner/agents/{id}/devices/{device}/power",
+        Owner,
         post,
         owner::json::power,
     )
-    .add("get", "/history", get, account::history)
-    .add("post", "/activation-codes", post, account::create_code);
+    .add(
+        "get",
+        "/history",
+        Staff(A::HistoryRead),
+        get,
+        account::history,
+    )
+    .add(
+        "get",
+        "/users",
+        Staff(A::UsersRead),
+        get,
+        people::list_users,
+    )
+    .add(
+        "post",
+        "/users",
+        Staff(A::UsersManage),
+        post,
+        people::invite,
+    )
+    .add("get", "/users/me", Staff(A::SelfRead), get, people::me)
+    .add(
+        "patch",
+        "/users/{id}",
+        Staff(A::UsersManage),
+        patch,
+        people::change,
+    )
+    .add(
+        "delete",
+        "/users/{id}",
+        Staff(A::UsersManage),
+        delete,
+        people::remove,
+    )
+    .add(
+        "post",
+        "/users/{id}/sign-out",
+        Staff(A::UsersManage),
+        post,
+        people::sign_out,
+    )
+    .add(
+        "get",
+        "/tokens",
+        Staff(A::SelfRead),
+        get,
+        people::list_tokens,
+    )
+    .add(
+        "post",
+        "/tokens",
+        Staff(A::SelfEdit),
+        post,
+        people::create_token,
+    )
+    .add(
+        "delete",
+        "/tokens/{id}",
+        Staff(A::SelfEdit),
+        delete,
+        people::revoke_token,
+    )
+    .add("get", "/groups", Staff(A::GroupsRead), get, groups::list)
+    .add(
+        "post",
+        "/groups",
+        Staff(A::GroupsManage),
+        post,
+        groups::create,
+    )
+    .add(
+        "patch",
+        "/groups/{id}",
+        Staff(A::GroupsManage),
+        patch,
+        groups::change,
+    )
+    .add(
+        "delete",
+        "/groups/{id}",
+        Staff(A::GroupsManage),
+        delete,
+        groups::delete,
+    )
+    .add(
+        "put",
+        "/groups/{id}/users",
+        Staff(A::GroupsManage),
+        put,
+        groups::set_users,
+    )
+    .add(
+        "put",
+        "/agents/{id}/group",
+        Staff(A::AgentsMove),
+        put,
+        groups::move_agent,
+    )
+    .add(
+        "get",
+        "/support-grants",
+        Staff(A::GrantsManage),
+        get,
+        groups::list_grants,
+    )
+    .add(
+        "post",
+        "/support-grants",
+        Staff(A::GrantsManage),
+        post,
+        groups::create_grant,
+    )
+    .add(
+        "delete",
+        "/support-grants/{id}",
+        Staff(A::GrantsManage),
+        delete,
+        groups::delete_grant,
+    )
+    .add(
+        "post",
+        "/activation-codes",
+        Staff(A::CodesCreate),
+        post,
+        account::create_code,
+    );
     if options.dev_clock {
-        routes.add("put", "/dev/clock", put, account::set_clock)
+        routes.add(
+            "put",
+            "/dev/clock",
+            Staff(A::UsersManage),
+            put,
+            account::set_clock,
+        )
     } else {
         routes
     }
@@ -187,18 +472,33 @@ async fn no_route() -> AppError {
 
 /// The whole API, mounted at [`PREFIX`].
 pub fn router(app: App, limiter: Arc<ActivationLimiter>, options: ApiOptions) -> Router {
-    let api = build(options).router.fallback(no_route);
+    let state = ApiState {
+        app: app.clone(),
+        limiter,
+    };
+    let api = build(options, Some(state.clone()))
+        .router
+        .fallback(no_route);
     let owner_pages = owner::pages::router(app.clone());
-    let web_pages = crate::web::router(app.clone());
+    let web_pages = crate::web::router(app);
     Router::new()
         .nest(PREFIX, api)
         .fallback(no_route)
-        .with_state(ApiState { app, limiter })
+        .with_state(state)
         .merge(owner_pages)
         .merge(web_pages)
 }
 
 /// Every (lower-case method, path under [`PREFIX`]) the router serves with these options.
 pub fn route_table(options: ApiOptions) -> Vec<(&'static str, &'static str)> {
-    build(options).table
+    build(options, None)
+        .table
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect()
+}
+
+/// Every route with who may call it: what the roles test walks.
+pub fn access_table(options: ApiOptions) -> Vec<(&'static str, &'static str, Access)> {
+    build(options, None).table
 }

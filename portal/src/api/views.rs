@@ -144,6 +144,8 @@ pub struct HistoryEntry {
     pub details: String,
     pub agent_id: Option<String>,
     pub agent_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 impl From<&Entry> for HistoryEntry {
@@ -155,6 +157,7 @@ impl From<&Entry> for HistoryEntry {
             details: e.details.clone(),
             agent_id: e.agent_id.clone(),
             agent_name: e.agent_name.clone(),
+            address: e.address.clone(),
         }
     }
 }

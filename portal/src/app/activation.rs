@@ -1,5 +1,5 @@
 //! Activation codes, activation (code → agent identity and broker client), agent credentials for
-//! `GET /agent/status`, and operator API tokens.
+//! `GET /agent/status`.
 
 use chrono::{DateTime, Duration, Months, Utc};
 use outpost_cloud_link::protocol::Platform;
@@ -60,6 +60,7 @@ pub async fn create_code(
     lifetime: Duration,
     uses: u32,
     prepaid_months: Option<u32>,
+    place: (i64, Option<i64>),
 ) -> Result<NewCode, OpError> {
     if lifetime <= Duration::zero() {
         return Err(OpError::Invalid {
@@ -93,6 +94,7 @@ pub async fn create_code(
         uses,
         expires_at,
         prepaid_months,
+        place,
         now,
     )
     .await?;
@@ -105,34 +107,24 @@ pub async fn create_code(
     })
 }
 
-/// Makes and stores an operator API token named `name`; returns the token (shown once).
-pub async fn create_token(
-    store: &Store,
-    name: &str,
-    now: DateTime<Utc>,
-) -> Result<String, OpError> {
-    let name = super::validate_name(name)?;
-    let token = secrets::new_api_token();
-    let mut conn = store.conn().await?;
-    credentials::insert_token(&mut conn, &secrets::hash(&token), &name, now).await?;
-    info!(token_name = %name, "API token created");
-    Ok(token)
-}
-
 impl App {
+    /// Makes an activation code whose agents join `place` (company, group).
     pub async fn create_code(
         &self,
         lifetime: Duration,
         uses: u32,
         prepaid_months: Option<u32>,
+        place: (i64, Option<i64>),
     ) -> Result<NewCode, OpError> {
-        create_code(self.store(), self.now(), lifetime, uses, prepaid_months).await
-    }
-
-    /// The name of the operator token `token`, if it is one.
-    pub async fn token_name(&self, token: &str) -> Result<Option<String>, OpError> {
-        let mut conn = self.store().conn().await?;
-        Ok(credentials::token_name(&mut conn, &secrets::hash(token)).await?)
+        create_code(
+            self.store(),
+            self.now(),
+            lifetime,
+            uses,
+            prepaid_months,
+            place,
+        )
+        .await
     }
 
     /// Activates an agent: checks the code, creates the broker client, then stores the agent and takes one
@@ -200,6 +192,8 @@ impl App {
             public_ip: public_ip.clone(),
             platform: req.platform.as_str().to_owned(),
             hostname,
+            company_id: stored.company_id,
+            group_id: stored.group_id,
         };
         match self.store_activation(&hash, &new).await {
             Ok(()) => {}

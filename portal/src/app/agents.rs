@@ -8,6 +8,7 @@ use outpost_cloud_link::AgentId;
 use tracing::{info, warn};
 
 use super::{Actor, App, OpError};
+use crate::access::Scope;
 use crate::export::MAX_EXPORT_ROWS;
 use crate::lifecycle::{self, Action, BrokerEffect, Transition};
 use crate::listing::{self, AgentListItem, AgentQuery};
@@ -38,12 +39,14 @@ impl App {
     pub async fn search_agents(
         &self,
         query: &AgentQuery,
+        scope: &Scope,
     ) -> Result<(Vec<AgentListItem>, u64), OpError> {
         let now = self.now();
         let clock = self.search_clock(now);
         let mut conn = self.store().conn().await?;
-        let total = agents::count(&mut conn, query, clock).await?;
-        let rows = agents::search(&mut conn, query, clock, query.limit, query.offset).await?;
+        let total = agents::count(&mut conn, query, scope, clock).await?;
+        let rows =
+            agents::search(&mut conn, query, scope, clock, query.limit, query.offset).await?;
         let items = rows
             .into_iter()
             .map(|(agent, site)| self.list_item(agent, site, now))
@@ -53,11 +56,15 @@ impl App {
 
     /// Every agent matching the query (its page ignored), in its sort: what the CSV export holds. More
     /// than [`MAX_EXPORT_ROWS`] is refused with [`OpError::ExportTooLarge`].
-    pub async fn export_agents(&self, query: &AgentQuery) -> Result<Vec<AgentListItem>, OpError> {
+    pub async fn export_agents(
+        &self,
+        query: &AgentQuery,
+        scope: &Scope,
+    ) -> Result<Vec<AgentListItem>, OpError> {
         let now = self.now();
         let clock = self.search_clock(now);
         let mut conn = self.store().conn().await?;
-        let total = agents::count(&mut conn, query, clock).await?;
+        let total = agents::count(&mut conn, query, scope, clock).await?;
         if total > MAX_EXPORT_ROWS {
             return Err(OpError::ExportTooLarge {
                 total,
@@ -65,7 +72,7 @@ impl App {
             });
         }
         let limit = u32::try_from(MAX_EXPORT_ROWS).unwrap_or(u32::MAX);
-        let rows = agents::search(&mut conn, query, clock, limit, 0).await?;
+        let rows = agents::search(&mut conn, query, scope, clock, limit, 0).await?;
         Ok(rows
             .into_iter()
             .map(|(agent, site)| self.list_item(agent, site, now))
@@ -273,9 +280,16 @@ impl App {
         Ok(history::for_agent(&mut conn, id).await?)
     }
 
-    pub async fn account_history(&self, limit: u32, offset: u32) -> Result<Vec<Entry>, OpError> {
+    /// The company's history (agent and account lines) matching `filter`.
+    pub async fn account_history(
+        &self,
+        company: i64,
+        filter: &history::Filter,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<Entry>, OpError> {
         let mut conn = self.store().conn().await?;
-        Ok(history::all(&mut conn, limit, offset).await?)
+        Ok(history::of_company(&mut conn, company, filter, limit, offset).await?)
     }
 
     /// The agent's data epoch and reports.

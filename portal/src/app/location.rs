@@ -335,7 +335,9 @@ mod tests {
                 broker_address: "127.0.0.1:8883".into(),
                 ca_pem: String::new(),
                 offline_after: Duration::from_secs(60),
+                public_url: "https://portal.test".into(),
             },
+            mailer: None,
         });
         let bytes = city_db(
             "Portal-Test-City",
@@ -349,8 +351,14 @@ mod tests {
         let db = GeoIpDb::from_bytes(bytes, "portal.mmdb".into()).unwrap();
         let notices = Arc::new(Notices::default());
         let locator = Locator::new(Some(db), Some(notices.clone() as Arc<dyn NoticeSender>));
+        let company = {
+            let mut conn = app.store().conn().await.unwrap();
+            crate::app::users::company_for(&mut conn, None, app.now())
+                .await
+                .unwrap()
+        };
         let code = app
-            .create_code(chrono::Duration::days(1), 1, None)
+            .create_code(chrono::Duration::days(1), 1, None, (company, None))
             .await
             .unwrap();
         let done = app

@@ -12,17 +12,22 @@
 //! - [`sites`]: each agent's site configuration (read, validated write with a history line); the
 //!   agents list search and CSV export rows are in [`agents`].
 
+pub mod account;
 pub mod activation;
 pub mod agents;
 pub mod commands;
 pub mod control;
 pub mod devices;
+pub mod groups;
 pub mod location;
-pub mod operators;
+pub mod members;
 pub mod owner;
 pub mod owner_auth;
 pub mod session_tokens;
+pub mod sessions;
 pub mod sites;
+pub mod two_factor;
+pub mod users;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
@@ -115,6 +120,30 @@ pub enum OpError {
     Lifecycle(#[from] LifecycleError),
     #[error("the broker did not accept the change: {0}")]
     Broker(#[from] BrokerError),
+    #[error("the email or password is wrong; check both and try again")]
+    BadSignIn,
+    #[error("the portal failed internally: {0}")]
+    Internal(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("there is no user {0} you can see; GET /api/v1/users lists them")]
+    UnknownUser(i64),
+    #[error("there is no group {0} you can see; GET /api/v1/groups lists them")]
+    UnknownGroup(i64),
+    #[error("there is no token {0} you can see; GET /api/v1/tokens lists them")]
+    UnknownToken(i64),
+    #[error("there is no support grant {0}; GET /api/v1/support-grants lists them")]
+    UnknownGrant(i64),
+    #[error("this link is not valid (it was used already or replaced by a newer one); ask for a new one")]
+    LinkUnknown,
+    #[error("this link has expired; ask for a new one")]
+    LinkExpired,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    WeakPassword(#[from] crate::passwords::WeakPassword),
+    #[error("could not send the email: {0}")]
+    Mail(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -130,10 +159,6 @@ impl From<sqlx::Error> for OpError {
 pub struct Actor(String);
 
 impl Actor {
-    /// An operator using the API token named `name`.
-    pub fn token(name: &str) -> Self {
-        Self(format!("token:{name}"))
-    }
     pub fn agent() -> Self {
         Self("agent".into())
     }
@@ -141,9 +166,9 @@ impl Actor {
     pub fn owner(email: &str) -> Self {
         Self(format!("owner:{email}"))
     }
-    /// A technician signed in to the web pages with `email`.
-    pub fn operator(email: &str) -> Self {
-        Self(format!("operator:{email}"))
+    /// A user (or a token acting as one), as [`Caller::actor_name`] names them.
+    pub fn user(caller: &crate::access::Caller) -> Self {
+        Self(caller.actor_name())
     }
     pub fn system() -> Self {
         Self("system".into())
@@ -162,6 +187,8 @@ pub struct Settings {
     pub ca_pem: String,
     /// An agent not heard from for this long counts as offline.
     pub offline_after: Duration,
+    /// The portal's address as people reach it (`https://host:port`): the base of links in emails.
+    pub public_url: String,
 }
 
 /// Everything an operation needs.
@@ -173,6 +200,8 @@ pub struct Deps {
     /// Set only with `--dev-clock`: the clock `PUT /dev/clock` moves (the same one as `clock`).
     pub dev_clock: Option<Arc<SettableClock>>,
     pub settings: Settings,
+    /// How the portal sends email; without it, links are shown to whoever made them instead.
+    pub mailer: Option<Arc<crate::mail::Mailer>>,
 }
 
 /// The portal's operations; cheap to clone.
@@ -187,6 +216,8 @@ struct Inner {
     waiters: Mutex<HashMap<u64, Arc<Notify>>>,
     /// PBKDF2 cost of new owner passwords (see `owner_auth`).
     owner_password_iterations: AtomicU32,
+    /// Argon2id cost of users' passwords (tests lower it).
+    password_cost: Mutex<crate::passwords::PasswordCost>,
 }
 
 impl App {
@@ -196,6 +227,7 @@ impl App {
                 deps,
                 waiters: Mutex::new(HashMap::new()),
                 owner_password_iterations: AtomicU32::new(crate::passwords::DEFAULT_ITERATIONS),
+                password_cost: Mutex::new(crate::passwords::PasswordCost::default()),
             }),
         }
     }
@@ -210,6 +242,28 @@ impl App {
 
     pub fn settings(&self) -> &Settings {
         &self.inner.deps.settings
+    }
+
+    pub fn mailer(&self) -> Option<&crate::mail::Mailer> {
+        self.inner.deps.mailer.as_deref()
+    }
+
+    /// The Argon2id cost of users' passwords.
+    pub fn password_cost(&self) -> crate::passwords::PasswordCost {
+        *self
+            .inner
+            .password_cost
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sets the Argon2id cost (tests use [`crate::passwords::PasswordCost::for_tests`]).
+    pub fn set_password_cost(&self, cost: crate::passwords::PasswordCost) {
+        *self
+            .inner
+            .password_cost
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = cost;
     }
 
     pub fn now(&self) -> DateTime<Utc> {

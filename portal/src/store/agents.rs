@@ -6,6 +6,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::{from_ms, opt_from_ms, parse_column, sites, to_i64, to_ms, to_u64, Conn, StoreError};
+use crate::access::Scope;
 use crate::lifecycle::{Plan, Status, Subscription};
 use crate::listing::{online_cutoff_ms, AgentQuery, DisplayStatus, Order, SortKey};
 use crate::site::SiteConfig;
@@ -40,6 +41,10 @@ pub struct AgentRow {
     pub last_seen: Option<DateTime<Utc>>,
     pub data_epoch: u64,
     pub link: LinkStats,
+    /// The company that owns the agent (none only for agents of a database older than companies).
+    pub company_id: Option<i64>,
+    /// Its group; none: ungrouped (only company admins and company-wide grants see it).
+    pub group_id: Option<i64>,
 }
 
 /// What activation stores.
@@ -57,6 +62,8 @@ pub struct NewAgent {
     pub public_ip: Option<String>,
     pub platform: String,
     pub hostname: String,
+    pub company_id: Option<i64>,
+    pub group_id: Option<i64>,
 }
 
 /// What a hello says about the agent's host.
@@ -71,7 +78,7 @@ pub struct HelloFacts<'a> {
 
 const COLUMNS: &str = "id, name, secret_hash, status, plan, expires_at, deactivates_at, activated_at, \
     version, local_ip, mac, public_ip, platform, hostname, online, last_seen, data_epoch, last_seq, received, \
-    duplicates, gaps, outbox_depth, outbox_dropped";
+    duplicates, gaps, outbox_depth, outbox_dropped, company_id, group_id";
 
 fn from_row(row: &SqliteRow) -> Result<AgentRow, StoreError> {
     let id: String = row.try_get("id")?;
@@ -106,13 +113,15 @@ fn from_row(row: &SqliteRow) -> Result<AgentRow, StoreError> {
             outbox_depth: n("outbox_depth")?,
             outbox_dropped: n("outbox_dropped")?,
         },
+        company_id: row.try_get("company_id")?,
+        group_id: row.try_get("group_id")?,
     })
 }
 
 pub async fn insert(conn: &mut Conn, a: &NewAgent) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO agents (id, name, secret_hash, status, plan, expires_at, activated_at, version, local_ip, \
-         mac, public_ip, platform, hostname) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         mac, public_ip, platform, hostname, company_id, group_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(a.id.as_str())
     .bind(&a.name)
@@ -127,6 +136,8 @@ pub async fn insert(conn: &mut Conn, a: &NewAgent) -> Result<(), StoreError> {
     .bind(&a.public_ip)
     .bind(&a.platform)
     .bind(&a.hostname)
+    .bind(a.company_id)
+    .bind(a.group_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -173,9 +184,30 @@ fn like_pattern(q: &str) -> String {
     format!("%{escaped}%")
 }
 
-fn filter(query: &AgentQuery, clock: SearchClock) -> Filter {
-    let mut clauses: Vec<String> = Vec::new();
+/// The clause keeping a search inside what the caller sees (nothing for an empty scope).
+fn scope_clause(scope: &Scope, binds: &mut Vec<Bind>) -> String {
+    let mut any = Vec::new();
+    let mut list = |column: &str, n: usize| {
+        if n > 0 {
+            any.push(format!("{column} IN ({})", vec!["?"; n].join(", ")));
+        }
+    };
+    list("a.company_id", scope.companies.len());
+    list("a.group_id", scope.groups.len());
+    list("a.id", scope.agents.len());
+    binds.extend(scope.companies.iter().map(|c| Bind::Int(*c)));
+    binds.extend(scope.groups.iter().map(|g| Bind::Int(*g)));
+    binds.extend(scope.agents.iter().map(|a| Bind::Text(a.clone())));
+    if any.is_empty() {
+        "0 = 1".to_owned()
+    } else {
+        format!("({})", any.join(" OR "))
+    }
+}
+
+fn filter(query: &AgentQuery, scope: &Scope, clock: SearchClock) -> Filter {
     let mut binds = Vec::new();
+    let mut clauses: Vec<String> = vec![scope_clause(scope, &mut binds)];
     if !query.statuses.is_empty() {
         let any: Vec<&str> = query
             .statuses
@@ -226,12 +258,10 @@ fn filter(query: &AgentQuery, clock: SearchClock) -> Filter {
         binds.extend(fields.iter().map(|_| Bind::Text(pattern.clone())));
         clauses.push(format!("({})", any.join(" OR ")));
     }
-    let sql = if clauses.is_empty() {
-        "1 = 1".to_owned()
-    } else {
-        clauses.join(" AND ")
-    };
-    Filter { sql, binds }
+    Filter {
+        sql: clauses.join(" AND "),
+        binds,
+    }
 }
 
 /// The ORDER BY of a search: the key (empty values last in both orders), then the id.
@@ -270,13 +300,14 @@ fn bind_all<'q>(
 
 const FROM: &str = "FROM agents a LEFT JOIN sites s ON s.agent_id = a.id";
 
-/// How many agents match the query's search and filters (its sort and page play no part).
+/// How many agents in `scope` match the query's search and filters (its sort and page play no part).
 pub async fn count(
     conn: &mut Conn,
     query: &AgentQuery,
+    scope: &Scope,
     clock: SearchClock,
 ) -> Result<u64, StoreError> {
-    let f = filter(query, clock);
+    let f = filter(query, scope, clock);
     let sql = format!("SELECT COUNT(*) AS n {FROM} WHERE {}", f.sql);
     let row = bind_all(sqlx::query(&sql), &f.binds)
         .fetch_one(&mut *conn)
@@ -289,11 +320,12 @@ pub async fn count(
 pub async fn search(
     conn: &mut Conn,
     query: &AgentQuery,
+    scope: &Scope,
     clock: SearchClock,
     limit: u32,
     offset: u32,
 ) -> Result<Vec<(AgentRow, SiteConfig)>, StoreError> {
-    let f = filter(query, clock);
+    let f = filter(query, scope, clock);
     let columns = COLUMNS
         .split(',')
         .map(|c| format!("a.{}", c.trim()))
@@ -469,13 +501,16 @@ pub async fn delete_with_tombstone(
         .bind(id)
         .execute(&mut *conn)
         .await?;
-    sqlx::query("INSERT INTO tombstones (id, secret_hash, name, deleted_at) VALUES (?, ?, ?, ?)")
-        .bind(id)
-        .bind(&agent.secret_hash)
-        .bind(&agent.name)
-        .bind(to_ms(now))
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO tombstones (id, secret_hash, name, deleted_at, company_id) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(&agent.secret_hash)
+    .bind(&agent.name)
+    .bind(to_ms(now))
+    .bind(agent.company_id)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! Activation codes and operator API tokens, stored only as hashes.
+//! Activation codes, stored only as hashes, with the company (and group) their agents join.
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -12,6 +12,8 @@ pub struct CodeRow {
     pub used: u64,
     pub expires_at: DateTime<Utc>,
     pub prepaid_months: Option<u32>,
+    pub company_id: Option<i64>,
+    pub group_id: Option<i64>,
 }
 
 pub async fn insert_code(
@@ -20,17 +22,20 @@ pub async fn insert_code(
     uses: u32,
     expires_at: DateTime<Utc>,
     prepaid_months: Option<u32>,
+    place: (i64, Option<i64>),
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO activation_codes (hash, uses, used, expires_at, prepaid_months, created_at) \
-         VALUES (?, ?, 0, ?, ?, ?)",
+        "INSERT INTO activation_codes (hash, uses, used, expires_at, prepaid_months, created_at, company_id, group_id) \
+         VALUES (?, ?, 0, ?, ?, ?, ?, ?)",
     )
     .bind(hash)
     .bind(i64::from(uses))
     .bind(to_ms(expires_at))
     .bind(prepaid_months.map(i64::from))
     .bind(to_ms(now))
+    .bind(place.0)
+    .bind(place.1)
     .execute(conn)
     .await?;
     Ok(())
@@ -38,7 +43,7 @@ pub async fn insert_code(
 
 pub async fn find_code(conn: &mut Conn, hash: &str) -> Result<Option<CodeRow>, StoreError> {
     let row = sqlx::query(
-        "SELECT uses, used, expires_at, prepaid_months FROM activation_codes WHERE hash = ?",
+        "SELECT uses, used, expires_at, prepaid_months, company_id, group_id FROM activation_codes WHERE hash = ?",
     )
     .bind(hash)
     .fetch_optional(conn)
@@ -54,6 +59,8 @@ pub async fn find_code(conn: &mut Conn, hash: &str) -> Result<Option<CodeRow>, S
                     u32::try_from(m).map_err(|_| StoreError::Corrupt(format!("prepaid_months {m}")))
                 })
                 .transpose()?,
+            company_id: row.try_get("company_id")?,
+            group_id: row.try_get("group_id")?,
         })
     })
     .transpose()
@@ -67,30 +74,4 @@ pub async fn consume_code(conn: &mut Conn, hash: &str) -> Result<bool, StoreErro
             .execute(conn)
             .await?;
     Ok(done.rows_affected() == 1)
-}
-
-pub async fn insert_token(
-    conn: &mut Conn,
-    hash: &str,
-    name: &str,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO api_tokens (hash, name, created_at) VALUES (?, ?, ?)")
-        .bind(hash)
-        .bind(name)
-        .bind(to_ms(now))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// The name of the token with this hash.
-pub async fn token_name(conn: &mut Conn, hash: &str) -> Result<Option<String>, StoreError> {
-    let row = sqlx::query("SELECT name FROM api_tokens WHERE hash = ?")
-        .bind(hash)
-        .fetch_optional(conn)
-        .await?;
-    row.map(|r| r.try_get("name"))
-        .transpose()
-        .map_err(Into::into)
 }

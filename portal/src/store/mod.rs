@@ -9,7 +9,9 @@
 //! - [`history`]: the lifecycle history lines.
 //! - [`owners`]: owner access (each agent's owner, owner accounts, invitations, sessions, device flags).
 //! - [`sites`]: each agent's site configuration (contact, customer and contract ids, PSA, address, note).
-//! - [`credentials`]: activation codes and operator API tokens (hashed).
+//! - [`credentials`]: activation codes (hashed).
+//! - [`users`]: companies, users, their API tokens, single-use links and browser sessions.
+//! - [`groups`]: groups of agents and their users, support grants, and the scope they give a user.
 //!
 //! Functions take a `&mut SqliteConnection`, so the same call works on a pooled connection or inside a
 //! transaction (`&mut *tx`).
@@ -19,11 +21,13 @@ pub mod commands;
 pub mod controls;
 pub mod credentials;
 pub mod devices;
+pub mod groups;
 pub mod history;
-pub mod operators;
 pub mod owners;
 pub mod reports;
 pub mod sites;
+pub mod two_factor;
+pub mod users;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

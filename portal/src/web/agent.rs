@@ -17,6 +17,7 @@ use super::auth::{redirect, Tech};
 use super::layout::{confirm_page, html_response, page, problem_page, when, when_opt, Notice};
 use super::WebState;
 use super::{owner_form, site_form};
+use crate::access::Action as Can;
 use crate::api::agents::parse_until;
 use crate::api::error::AppError;
 use crate::api::owner::Problem;
@@ -94,6 +95,9 @@ pub async fn render(
     let base = format!("/agents/{id}");
     let csrf = tech.csrf();
     let s = &row.subscription;
+    // A supervisor sees every form greyed out (the server refuses their posts anyway).
+    let edit = tech.may(Can::AgentsEdit);
+    let lifecycle = tech.may(Can::AgentsLifecycle);
     let body = html! {
         p { a href="/agents" { "← Agents" } }
         h1 { (row.name) " "
@@ -116,20 +120,24 @@ pub async fn render(
             dt { "Last seen" } dd { (when_opt(row.last_seen)) }
             dt { "Location" } dd #location { (location) }
         }
+        @if !(edit && lifecycle) {
+            p.muted #read-only { "Your role (" (tech.caller.role.label()) ") may look but not change some or all of this agent." }
+        }
         h2 { "Name" }
-        form method="post" action={ (base) "/rename" } {
+        fieldset.plain disabled[!edit] { form method="post" action={ (base) "/rename" } {
             input type="hidden" name="csrf" value=(csrf);
             div.grid { div {
                 label for="name" { "Agent name" }
                 input #name type="text" name="name" value=(row.name) maxlength="100" required;
             } }
             div.actions { button #rename type="submit" { "Rename" } }
-        }
+        } }
         h2 { "Site and customer" }
-        (site)
+        fieldset.plain disabled[!edit] { (site) }
         h2 { "Owner access" }
-        (owner)
+        fieldset.plain disabled[!edit] { (owner) }
         h2 { "Subscription" }
+        fieldset.plain disabled[!lifecycle] {
         form method="post" action={ (base) "/extend" } {
             input type="hidden" name="csrf" value=(csrf);
             div.grid { div {
@@ -151,10 +159,13 @@ pub async fn render(
                 }
             }
         }
+        }
         h2 { "Data" }
-        div.actions {
-            a.button.quiet #cleanup href={ (base) "/cleanup" } { "Clean up…" }
-            a.button.quiet #delete href={ (base) "/delete" } { "Delete…" }
+        @if lifecycle {
+            div.actions {
+                a.button.quiet #cleanup href={ (base) "/cleanup" } { "Clean up…" }
+                a.button.quiet #delete href={ (base) "/delete" } { "Delete…" }
+            }
         }
         p.muted { "Delete works only while the agent is disconnected." }
         h2 { "History" }
@@ -223,7 +234,7 @@ async fn lifecycle(
             .unwrap_or("")
     };
     let confirmed = field(|f| f.confirm.as_ref()) == "yes";
-    let actor = tech.operator.actor();
+    let actor = tech.actor();
     let app = &state.app;
     let result: Result<&str, AppError> = match verb {
         Verb::Rename => app

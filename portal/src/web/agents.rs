@@ -58,7 +58,7 @@ pub async fn list(
     if notice.is_none() && deleted {
         notice = Some(Notice::ok("Agent deleted."));
     }
-    let (items, total) = match state.app.search_agents(&query).await {
+    let (items, total) = match state.app.search_agents(&query, &tech.caller.scope).await {
         Ok(found) => found,
         Err(e) => {
             return problem_page(Problem::from(e), Some(tech.viewer()), ("/agents", "Reload"))
@@ -216,7 +216,7 @@ pub async fn csv(
         );
     }
     query.offset = 0;
-    match crate::export::export_agents(&state.app, &query).await {
+    match crate::export::export_agents(&state.app, &query, &tech.caller.scope).await {
         Ok(bytes) => {
             let name = format!(
                 "attachment; filename=\"outpost-agents-{}.csv\"",
@@ -251,7 +251,7 @@ pub async fn map(
     let (mut query, notice) = parse_query(&pairs);
     query.limit = MAX_LIMIT;
     query.offset = 0;
-    let (items, total) = match state.app.search_agents(&query).await {
+    let (items, total) = match state.app.search_agents(&query, &tech.caller.scope).await {
         Ok(found) => found,
         Err(e) => return problem_page(Problem::from(e), Some(tech.viewer()), ("/agents", "Back")),
     };

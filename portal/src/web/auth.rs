@@ -1,10 +1,12 @@
-//! Technicians' sign-in for the web pages: the `outpost_session` cookie (`HttpOnly; Secure;
-//! SameSite=Strict; Path=/`), the [`Tech`] extractor that sends a browser without a live session to the
-//! sign-in page, the CSRF check every state-changing form passes (same origin and the session's token),
-//! the sign-in rate limit, and the sign-in and sign-out routes.
+//! Users' sign-in for the web pages: the `outpost_session` cookie (`HttpOnly; Secure; SameSite=Strict;
+//! Path=/`), the [`Tech`] extractor (a browser without a live session goes to the sign-in page, one that
+//! still owes its two-factor code or setup goes there; then the route's [`Required`] action is checked
+//! against the role table and an agent route's agent against the caller's scope), the CSRF check every
+//! state-changing form passes (same origin and the session's token), the sign-in rate limit, and the
+//! sign-in and sign-out routes.
 
 use axum::extract::rejection::FormRejection;
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, Query, RawPathParams, State};
 use axum::http::header::{LOCATION, RETRY_AFTER, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -15,18 +17,22 @@ use serde::Deserialize;
 
 use super::layout::{html_response, page, problem_page, query_value, Notice, Viewer};
 use super::WebState;
+use crate::access::{Action, Caller};
 use crate::api::auth::PeerAddr;
+use crate::api::auth::Required;
 use crate::api::owner::session::{cookie, cross_site};
 use crate::api::owner::Problem;
-use crate::app::operators::{self, Operator, OperatorError, SESSION_LIFETIME};
+use crate::app::sessions::{self, Client, Pending, Session, SESSION_LIFETIME};
+use crate::app::{Actor, OpError};
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "outpost_session";
 
-/// A request from a signed-in technician.
+/// A request from a signed-in user allowed to do the route's action.
 #[derive(Debug, Clone)]
 pub struct Tech {
-    pub operator: Operator,
+    pub caller: Caller,
+    pub session: Session,
     token: String,
     csrf: String,
 }
@@ -35,9 +41,24 @@ impl Tech {
     /// What the page header shows.
     pub fn viewer(&self) -> Viewer<'_> {
         Viewer {
-            name: &self.operator.name,
+            name: &self.caller.name,
             csrf: &self.csrf,
         }
+    }
+
+    /// How the history names this user.
+    pub fn actor(&self) -> Actor {
+        Actor::user(&self.caller)
+    }
+
+    /// Whether the user may do `action` (pages show only the forms they may use).
+    pub fn may(&self, action: Action) -> bool {
+        self.caller.may(action)
+    }
+
+    /// The session's cookie token (for signing out).
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// The CSRF token forms of this session carry.
@@ -49,7 +70,7 @@ impl Tech {
     /// page saying what to do), or `None` when it may go ahead.
     pub fn refuse_post(&self, headers: &HeaderMap, given: Option<&str>) -> Option<Response> {
         let ok =
-            !cross_site(headers) && given.is_some_and(|g| operators::csrf_matches(&self.token, g));
+            !cross_site(headers) && given.is_some_and(|g| sessions::csrf_matches(&self.token, g));
         if ok {
             None
         } else {
@@ -91,8 +112,8 @@ pub fn redirect(to: &str, cookie: Option<HeaderValue>) -> Response {
     response
 }
 
-fn internal(e: OperatorError) -> Response {
-    tracing::error!(error = %e, "operator session check failed");
+pub(crate) fn internal(e: OpError) -> Response {
+    tracing::error!(error = %e, "user session check failed");
     problem_page(
         Problem {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,26 +127,98 @@ fn internal(e: OperatorError) -> Response {
     )
 }
 
+/// The refusal of a page the user's role may not use.
+pub fn forbidden_page(caller: &Caller, csrf: &str, action: Action) -> Response {
+    problem_page(
+        Problem {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden".into(),
+            message: format!(
+                "your role ({}) may not do this ({}); ask a company admin",
+                caller.role.label(),
+                action.as_str()
+            ),
+        },
+        Some(Viewer {
+            name: &caller.name,
+            csrf,
+        }),
+        ("/agents", "Back to the agents"),
+    )
+}
+
+/// An agent outside the user's scope: the same page as an agent that does not exist.
+fn unknown_agent(caller: &Caller, csrf: &str, id: &str) -> Response {
+    problem_page(
+        Problem {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found".into(),
+            message: OpError::UnknownAgent(id.to_owned()).to_string(),
+        },
+        Some(Viewer {
+            name: &caller.name,
+            csrf,
+        }),
+        ("/agents", "Back to the agents"),
+    )
+}
+
+/// The live session of the request's cookie, whatever step it is at, with its token.
+pub async fn session_of(
+    state: &WebState,
+    headers: &HeaderMap,
+) -> Result<Option<(String, Session)>, Response> {
+    let Some(token) = cookie(headers, COOKIE_NAME).map(str::to_owned) else {
+        return Ok(None);
+    };
+    match state.app.session(&token).await {
+        Ok(Some(session)) => Ok(Some((token, session))),
+        Ok(None) => Ok(None),
+        Err(e) => Err(internal(e)),
+    }
+}
+
 impl FromRequestParts<WebState> for Tech {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, Response> {
-        let Some(token) = cookie(&parts.headers, COOKIE_NAME).map(str::to_owned) else {
+        let Some((token, session)) = session_of(state, &parts.headers).await? else {
             return Err(to_sign_in(parts));
         };
-        match state.app.operator_session(&token).await {
-            Ok(Some(operator)) => Ok(Tech {
-                operator,
-                csrf: operators::csrf_token(&token),
-                token,
-            }),
-            Ok(None) => Err(to_sign_in(parts)),
-            Err(e) => Err(internal(e)),
+        match session.pending {
+            Pending::Nothing => {}
+            Pending::Code => return Err(redirect("/sign-in/code", None)),
+            Pending::Setup => return Err(redirect("/account/two-factor/setup", None)),
         }
+        let caller = state.app.session_caller(&session).await.map_err(internal)?;
+        let csrf = sessions::csrf_token(&token);
+        // Only the router puts a `Required` here: a page without one refuses everyone.
+        let Some(required) = parts.extensions.get::<Required>().copied() else {
+            return Err(forbidden_page(&caller, &csrf, Action::UsersManage));
+        };
+        if required.agent_scoped {
+            if let Ok(params) = RawPathParams::from_request_parts(parts, state).await {
+                if let Some((_, id)) = params.iter().find(|(name, _)| *name == "id") {
+                    let id = id.to_owned();
+                    if !state.app.sees_agent(&caller, &id).await.map_err(internal)? {
+                        return Err(unknown_agent(&caller, &csrf, &id));
+                    }
+                }
+            }
+        }
+        if !caller.may(required.action) {
+            return Err(forbidden_page(&caller, &csrf, required.action));
+        }
+        Ok(Tech {
+            caller,
+            session,
+            token,
+            csrf,
+        })
     }
 }
 
-fn start_cookie(token: &str) -> HeaderValue {
+pub fn start_cookie(token: &str) -> HeaderValue {
     let value = format!(
         "{COOKIE_NAME}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={}",
         SESSION_LIFETIME.num_seconds()
@@ -133,14 +226,14 @@ fn start_cookie(token: &str) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or_else(|_| end_cookie())
 }
 
-fn end_cookie() -> HeaderValue {
+pub fn end_cookie() -> HeaderValue {
     HeaderValue::from_static(
         "outpost_session=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0",
     )
 }
 
 /// Only paths of this site are followed after sign-in (never `//host` or a full URL).
-fn safe_next(next: Option<&str>) -> &str {
+pub fn safe_next(next: Option<&str>) -> &str {
     match next {
         Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => n,
         _ => "/agents",
@@ -180,7 +273,7 @@ fn sign_in_page(email: &str, next: &str, notice: Option<&Notice>) -> String {
             }
             div.actions { button #sign-in type="submit" { "Sign in" } }
         }
-        p.muted { "Accounts are made on the portal host with " code { "outpost-portal operator add" } "." }
+        p { a href="/account/forgot" { "Forgot your password?" } }
     };
     page("Sign in", None, notice, body)
 }
@@ -191,8 +284,8 @@ pub async fn sign_in_form(
     Query(query): Query<NextQuery>,
 ) -> Response {
     let next = safe_next(query.next.as_deref());
-    if let Some(token) = cookie(&headers, COOKIE_NAME) {
-        if let Ok(Some(_)) = state.app.operator_session(token).await {
+    if let Ok(Some((_, session))) = session_of(&state, &headers).await {
+        if session.pending == Pending::Nothing {
             return redirect(next, None);
         }
     }
@@ -202,6 +295,7 @@ pub async fn sign_in_form(
 pub async fn sign_in(
     State(state): State<WebState>,
     PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
     form: Result<Form<SignInForm>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
@@ -227,18 +321,34 @@ pub async fn sign_in(
             .insert(RETRY_AFTER, HeaderValue::from(secs));
         return response;
     }
+    let client = Client {
+        address: peer.map(|p| p.to_string()),
+        browser: crate::trusted_device::describe_browser(
+            headers
+                .get(axum::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+        ),
+    };
+    let trusted = super::two_factor::trusted_device_user(&state, &headers).await;
     match state
         .app
-        .operator_sign_in(&form.email, &form.password)
+        .sign_in(&form.email, &form.password, &client, trusted)
         .await
     {
-        Ok(session) => redirect(&next, Some(start_cookie(&session.token))),
-        Err(OperatorError::BadSignIn) => html_response(
+        Ok((token, session)) => {
+            let to = match session.pending {
+                Pending::Nothing => next,
+                Pending::Code => format!("/sign-in/code?next={}", query_value(&next)),
+                Pending::Setup => "/account/two-factor/setup".to_owned(),
+            };
+            redirect(&to, Some(start_cookie(&token)))
+        }
+        Err(OpError::BadSignIn) => html_response(
             StatusCode::UNAUTHORIZED,
             sign_in_page(
                 &form.email,
                 &next,
-                Some(&Notice::error(OperatorError::BadSignIn.to_string())),
+                Some(&Notice::error(OpError::BadSignIn.to_string())),
             ),
         ),
         Err(e) => internal(e),
@@ -250,17 +360,36 @@ pub struct CsrfForm {
     pub csrf: Option<String>,
 }
 
+/// Signs out a session at any step (a person waiting for their code may give up too).
 pub async fn sign_out(
     State(state): State<WebState>,
-    tech: Tech,
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
     let given = form.ok().and_then(|Form(f)| f.csrf);
-    if let Some(refused) = tech.refuse_post(&headers, given.as_deref()) {
-        return refused;
+    let session = match session_of(&state, &headers).await {
+        Ok(Some((token, _))) => token,
+        Ok(None) => return redirect("/sign-in", Some(end_cookie())),
+        Err(page) => return page,
+    };
+    let ok = !cross_site(&headers)
+        && given
+            .as_deref()
+            .is_some_and(|g| sessions::csrf_matches(&session, g));
+    if !ok {
+        return problem_page(
+            Problem {
+                status: StatusCode::FORBIDDEN,
+                code: "csrf".into(),
+                message: "this form is out of date or came from another site; reload the page \
+                          and try again"
+                    .into(),
+            },
+            None,
+            ("/agents", "Back to the agents"),
+        );
     }
-    if let Err(e) = state.app.operator_sign_out(&tech.token).await {
+    if let Err(e) = state.app.sign_out(&session).await {
         return internal(e);
     }
     redirect("/sign-in", Some(end_cookie()))

@@ -22,6 +22,7 @@ use super::layout::{
     confirm_page, html_response, page, problem_page, query_value, when, when_ms, Notice,
 };
 use super::WebState;
+use crate::access::Action;
 use crate::api::owner::pages::PAGE_WAIT;
 use crate::api::owner::Problem;
 use crate::app::control::{ControlAction, DeviceControl};
@@ -552,8 +553,12 @@ async fn render_device(
                 } } }
             } }
         }
-        (control_markup(tech.csrf(), &base, &control))
-        (flags_markup(tech.csrf(), &base, flags, has_owner))
+        fieldset.plain disabled[!tech.may(Action::AgentsControl)] {
+            (control_markup(tech.csrf(), &base, &control))
+        }
+        fieldset.plain disabled[!tech.may(Action::AgentsEdit)] {
+            (flags_markup(tech.csrf(), &base, flags, has_owner))
+        }
         h2 { "Events" }
         @if events.is_empty() { p.muted { "No events recorded." } }
         @else {
@@ -648,7 +653,7 @@ async fn act(
     };
     match state
         .app
-        .control_device(&agent, &device, action, &tech.operator.actor(), PAGE_WAIT)
+        .control_device(&agent, &device, action, &tech.actor(), PAGE_WAIT)
         .await
     {
         Ok(row) => redirect(&format!("{base}?command={}", row.id), None),
@@ -738,7 +743,7 @@ pub async fn set_flags(
     };
     let status = match state
         .app
-        .set_owner_flags(&agent, &device, flags, &tech.operator.actor())
+        .set_owner_flags(&agent, &device, flags, &tech.actor())
         .await
     {
         Ok(_) => (StatusCode::OK, Notice::ok("Owner access saved.")),

@@ -39,6 +39,7 @@ form.filters input,form.filters select{width:auto;min-width:8rem}\
 textarea{min-height:5rem}\
 button,.button{display:inline-block;padding:.45rem 1rem;border:1px solid var(--accent);background:var(--accent);color:#fff;cursor:pointer;text-decoration:none}\
 button.quiet,.button.quiet{background:transparent;color:inherit;border-color:#888}\
+fieldset.plain{border:0;margin:0;padding:0;min-width:0}\
 button.danger{background:var(--bad);border-color:var(--bad)}\
 .actions{display:flex;flex-wrap:wrap;gap:.5rem;margin:.6rem 0}\
 :focus-visible{outline:3px solid #f0a500;outline-offset:2px}\

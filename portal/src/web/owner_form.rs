@@ -104,7 +104,7 @@ pub async fn save(
         enabled: form.enabled.as_deref() == Some("yes"),
         invite: (form.invite.as_deref() == Some("yes")).then_some(true),
     };
-    let (status, notice) = match state.app.set_owner(&id, change, &tech.operator.actor()).await {
+    let (status, notice) = match state.app.set_owner(&id, change, &tech.actor()).await {
         Ok((_, Some(invitation))) => (
             StatusCode::OK,
             Notice::ok(format!(

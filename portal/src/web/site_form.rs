@@ -326,11 +326,7 @@ pub async fn save(
         )
         .await;
     }
-    match state
-        .app
-        .set_site(&id, &input, &tech.operator.actor())
-        .await
-    {
+    match state.app.set_site(&id, &input, &tech.actor()).await {
         Ok(_) => redirect(&format!("/agents/{id}?ok=site#site"), None),
         Err(OpError::InvalidSite(crate::site::InvalidSite(errors))) => {
             agent::render(

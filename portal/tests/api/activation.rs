@@ -7,7 +7,7 @@ use axum::http::{Method, StatusCode};
 use outpost_portal::codes::Code;
 use serde_json::json;
 
-use crate::harness::{activation_body, start_time, Auth, Harness, Options};
+use crate::harness::{activation_body, agent_lines, start_time, Auth, Harness, Options};
 
 #[tokio::test]
 async fn activation_creates_the_agent_and_its_broker_client() {
@@ -248,7 +248,7 @@ async fn a_broker_failure_leaves_nothing_behind() {
     let list = h.op(Method::GET, "/api/v1/agents", None).await;
     assert_eq!(list.body["total"], 0);
     let history = h.op(Method::GET, "/api/v1/history", None).await;
-    assert_eq!(history.body["entries"].as_array().unwrap().len(), 0);
+    assert_eq!(agent_lines(&history.body).len(), 0);
     h.broker.fail_create.store(false, Ordering::SeqCst);
     h.activate_code_ok(&code).await;
 }

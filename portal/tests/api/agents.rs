@@ -5,7 +5,7 @@ use outpost_cloud_link::protocol::{AgentMessage, Command, Presence, Report};
 use outpost_portal::ingest::Disposition;
 use serde_json::json;
 
-use crate::harness::{id_of, Auth, Harness};
+use crate::harness::{agent_lines, id_of, Auth, Harness};
 
 #[tokio::test]
 async fn list_filters_searches_and_pages() {
@@ -392,11 +392,11 @@ async fn delete_refuses_while_online_then_leaves_a_tombstone() {
     );
 
     let history = h.op(Method::GET, "/api/v1/history", None).await;
-    let entries = history.body["entries"].as_array().unwrap();
+    let entries = agent_lines(&history.body);
     let last = entries.last().unwrap();
     assert_eq!(last["action"], "deleted");
     assert_eq!(last["agent_name"], "gw");
-    assert_eq!(last["actor"], "token:tester");
+    assert_eq!(last["actor"], "user:admin (token 1)");
     assert_eq!(entries.len(), 1, "the agent's other lines went with it");
 
     let late = h

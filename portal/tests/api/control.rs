@@ -231,7 +231,7 @@ async fn block_and_unblock_round_trip_with_the_ipv4_and_the_record() {
         .collect();
     assert_eq!(control.len(), 2, "{lines:?}");
     assert_eq!(control[0].0, "device_block");
-    assert_eq!(control[0].1, "token:tester");
+    assert_eq!(control[0].1, "user:admin (token 1)");
     assert!(
         control[0]
             .2
@@ -398,7 +398,7 @@ async fn power_carries_the_binding_and_reports_the_state_read_back() {
         .filter(|l| l["action"] == "device_power")
         .collect();
     assert_eq!(power.len(), 2);
-    assert_eq!(power[0]["actor"], "token:tester");
+    assert_eq!(power[0]["actor"], "user:admin (token 1)");
     assert!(
         power[0]["details"].as_str().unwrap().starts_with(&format!(
             "{PLAIN}: power cycle via shelly 192.0.2.80 switch 1"
@@ -567,7 +567,7 @@ async fn bindings_are_validated_naming_the_field_and_never_shown_with_secrets() 
     assert_eq!(put.body["outlet"]["snmp"]["auth_password"], "********");
     assert_eq!(put.body["outlet"]["snmp"]["priv_password"], "********");
     assert_eq!(put.body["cycle_delay_secs"], 5);
-    assert_eq!(put.body["updated_by"], "token:tester");
+    assert_eq!(put.body["updated_by"], "user:admin (token 1)");
 
     let got = get(&h, &outlet).await;
     assert_eq!(got["outlet"], put.body["outlet"]);
@@ -627,7 +627,7 @@ async fn bindings_are_validated_naming_the_field_and_never_shown_with_secrets() 
         .iter()
         .find(|l| l["action"] == "device_power_outlet_set")
         .unwrap();
-    assert_eq!(set["actor"], "token:tester");
+    assert_eq!(set["actor"], "user:admin (token 1)");
     assert!(set["details"]
         .as_str()
         .unwrap()

@@ -18,9 +18,10 @@ use outpost_cloud_link::protocol::{
     AgentMessage, CommandEnvelope, Envelope, Hello, Interface, Platform, Presence, Segment,
 };
 use outpost_cloud_link::AgentId;
+use outpost_portal::access::Role;
 use outpost_portal::api::rate_limit::ActivationLimiter;
 use outpost_portal::api::{self, ApiOptions};
-use outpost_portal::app::{activation, App, CommandSender, Deps, SendError, Settings};
+use outpost_portal::app::{users, App, CommandSender, Deps, SendError, Settings};
 use outpost_portal::broker::{BrokerAdmin, BrokerError};
 use outpost_portal::clock::{Clock, ManualClock, SettableClock, SharedClock};
 use outpost_portal::ingest::{self, Disposition};
@@ -122,6 +123,20 @@ pub struct Harness {
     _dir: TempDir,
 }
 
+/// The agent lines of a history answer (account lines, such as the harness token's creation, left out).
+pub fn agent_lines(body: &Value) -> Vec<Value> {
+    body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| !e["agent_id"].is_null())
+        .cloned()
+        .collect()
+}
+
+/// The portal's address in the links it makes.
+pub const PUBLIC_URL: &str = "https://portal.test:8443";
+
 /// The time tests start at unless they set another.
 pub fn start_time() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 15, 12, 0, 0).unwrap()
@@ -131,6 +146,8 @@ pub struct Options {
     pub activation_rate: u32,
     pub dev_clock: bool,
     pub offline_after: Duration,
+    /// How the portal mails links (tests with a real SMTP server set one).
+    pub mailer: Option<Arc<outpost_portal::mail::Mailer>>,
 }
 
 impl Default for Options {
@@ -139,6 +156,7 @@ impl Default for Options {
             activation_rate: 1000,
             dev_clock: false,
             offline_after: Duration::from_secs(120),
+            mailer: None,
         }
     }
 }
@@ -169,7 +187,7 @@ impl Harness {
             Some(d) => d.clone(),
             None => manual.clone(),
         };
-        let token = activation::create_token(&store, "tester", start_time())
+        let token = users::bootstrap_token(&store, None, "tester", false, start_time())
             .await
             .unwrap();
         let app = App::new(Deps {
@@ -182,8 +200,11 @@ impl Harness {
                 broker_address: "portal.test:8883".into(),
                 ca_pem: "-----BEGIN CERTIFICATE-----\nfake\n-----END CERTIFICATE-----\n".into(),
                 offline_after: options.offline_after,
+                public_url: PUBLIC_URL.into(),
             },
+            mailer: options.mailer,
         });
+        app.set_password_cost(outpost_portal::passwords::PasswordCost::for_tests());
         let limiter = Arc::new(ActivationLimiter::per_minute(options.activation_rate));
         let router = api::router(
             app.clone(),
@@ -271,10 +292,61 @@ impl Harness {
             .await
     }
 
+    /// The company of the harness's token (the install's only company).
+    pub async fn company(&self) -> i64 {
+        let mut conn = self.app.store().conn().await.unwrap();
+        users::company_for(&mut conn, None, start_time())
+            .await
+            .unwrap()
+    }
+
+    /// A user of the harness's company with `role` (a group admin or supervisor in `group`, made if new)
+    /// whose password is already set to `password` (the invitation flow has its own tests); their id.
+    pub async fn add_user(
+        &self,
+        email: &str,
+        role: Role,
+        group: Option<&str>,
+        password: &str,
+    ) -> i64 {
+        let member = users::NewMember {
+            email,
+            name: None,
+            role,
+            require_2fa: false,
+        };
+        let link = users::bootstrap_user(
+            self.app.store(),
+            &member,
+            None,
+            group,
+            PUBLIC_URL,
+            start_time(),
+        )
+        .await
+        .unwrap();
+        let hash = outpost_portal::passwords::hash_argon2(
+            password,
+            outpost_portal::passwords::PasswordCost::for_tests(),
+        )
+        .unwrap();
+        let mut conn = self.app.store().conn().await.unwrap();
+        outpost_portal::store::users::set_password(&mut conn, link.user.id, &hash, start_time())
+            .await
+            .unwrap();
+        link.user.id
+    }
+
     /// A fresh activation code (display form) made with the app's clock.
     pub async fn code(&self, uses: u32, prepaid_months: Option<u32>) -> String {
+        let company = self.company().await;
         self.app
-            .create_code(chrono::Duration::days(7), uses, prepaid_months)
+            .create_code(
+                chrono::Duration::days(7),
+                uses,
+                prepaid_months,
+                (company, None),
+            )
             .await
             .unwrap()
             .code

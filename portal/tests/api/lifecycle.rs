@@ -5,7 +5,7 @@ use axum::http::{Method, StatusCode};
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 
-use crate::harness::{id_of, Auth, Harness, Options};
+use crate::harness::{agent_lines, id_of, Auth, Harness, Options};
 
 #[tokio::test]
 async fn monthly_deactivation_takes_effect_at_the_start_of_next_month() {
@@ -377,12 +377,12 @@ async fn the_history_lists_every_action_with_its_actor() {
         [
             expect("activated", "agent"),
             expect("expired", "system"),
-            expect("extended", "token:tester")
+            expect("extended", "user:admin (token 1)")
         ]
     );
 
     let resp = h.op(Method::GET, "/api/v1/history", None).await;
-    let entries = resp.body["entries"].as_array().unwrap();
+    let entries = agent_lines(&resp.body);
     let actions: Vec<&str> = entries
         .iter()
         .map(|e| e["action"].as_str().unwrap())
@@ -429,11 +429,11 @@ async fn the_agent_history_before_deletion_has_every_line_in_order() {
         got,
         [
             ("activated", "agent"),
-            ("renamed", "token:tester"),
-            ("cleanup", "token:tester"),
-            ("deactivation_requested", "token:tester"),
-            ("reactivated", "token:tester"),
-            ("deactivation_requested", "token:tester"),
+            ("renamed", "user:admin (token 1)"),
+            ("cleanup", "user:admin (token 1)"),
+            ("deactivation_requested", "user:admin (token 1)"),
+            ("reactivated", "user:admin (token 1)"),
+            ("deactivation_requested", "user:admin (token 1)"),
             ("deactivated", "system"),
         ]
     );

@@ -1,16 +1,20 @@
 //! API and app tests: the real axum router and app on a temporary SQLite database, with a recording fake
 //! broker and command sender (real Mosquitto is exercised by the broker and end-to-end tests).
 
+mod account;
 mod activation;
 mod agents;
 mod commands;
 mod control;
 mod devices;
+mod groups;
 mod harness;
 mod ingest;
 mod lifecycle;
 mod openapi;
 mod owner;
+mod people;
+mod roles;
 mod search;
 mod sites;
 mod web;

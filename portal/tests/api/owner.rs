@@ -353,7 +353,7 @@ async fn setting_an_owner_makes_a_single_use_invitation_for_a_new_email() {
         .filter(|l| l["action"] == "owner_set")
         .collect();
     assert_eq!(set_lines.len(), 3);
-    assert_eq!(set_lines[0]["actor"], "token:tester");
+    assert_eq!(set_lines[0]["actor"], "user:admin (token 1)");
     assert!(set_lines[0]["details"]
         .as_str()
         .unwrap()

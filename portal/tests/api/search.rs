@@ -797,9 +797,9 @@ async fn the_csv_needs_a_token_and_refuses_more_than_the_cap() {
 
     let mut conn = h.app.store().conn().await.unwrap();
     sqlx::query(
-        "INSERT INTO agents (id, name, secret_hash, status, plan, activated_at) \
+        "INSERT INTO agents (id, name, secret_hash, status, plan, activated_at, company_id) \
          WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 100000) \
-         SELECT 'ag-bulk' || x, 'bulk ' || x, '', 'active', 'monthly', 0 FROM n",
+         SELECT 'ag-bulk' || x, 'bulk ' || x, '', 'active', 'monthly', 0, 1 FROM n",
     )
     .execute(&mut *conn)
     .await

@@ -225,7 +225,7 @@ async fn a_change_writes_a_history_line_with_the_actor_and_the_field_names_only(
         .filter(|e| e["action"] == "site_updated")
         .collect();
     assert_eq!(lines.len(), 2, "{:?}", history.body);
-    assert_eq!(lines[0]["actor"], "token:tester");
+    assert_eq!(lines[0]["actor"], "user:admin (token 1)");
     assert_eq!(
         lines[0]["details"],
         "changed: contact.email, contact.first_name, contact.last_name, contact.phones, customer_id, \

@@ -5,28 +5,29 @@
 //! in tests/tests/e2e/web.rs.
 
 use axum::http::{Method, StatusCode};
-use outpost_portal::app::operators::add_operator;
-use outpost_portal::passwords;
+use outpost_portal::access::Role;
 use serde_json::json;
 
-use crate::harness::{form, id_of, request, start_time, Harness, Page, Req};
+use crate::harness::{form, id_of, request, Harness, Page, Req};
 
 const EMAIL: &str = "tech@example.com";
 const PASSWORD: &str = "a long enough password";
 
 async fn with_operator() -> Harness {
     let h = Harness::new().await;
-    let created = add_operator(
-        h.app.store(),
-        EMAIL,
+    let id = h.add_user(EMAIL, Role::CompanyAdmin, None, PASSWORD).await;
+    let mut conn = h.app.store().conn().await.unwrap();
+    outpost_portal::store::users::set_preferences(
+        &mut conn,
+        id,
         "Tess Tech",
-        PASSWORD,
-        passwords::MIN_ITERATIONS,
-        start_time(),
+        "24h",
+        "UTC",
+        h.app.now(),
     )
     .await
     .unwrap();
-    assert!(created);
+    drop(conn);
     h
 }
 
@@ -287,7 +288,7 @@ async fn the_site_form_saves_refuses_by_field_and_checks_its_origin() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["actor"] == format!("operator:{EMAIL}")),
+            .any(|e| e["actor"] == "user:tech"),
         "{:?}",
         history.body
     );
@@ -584,7 +585,7 @@ async fn the_agent_page_sets_the_owner_and_shows_the_invitation_once() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["actor"] == format!("operator:{EMAIL}")
+            .any(|e| e["actor"] == "user:tech"
                 && e["action"].as_str().unwrap_or("").contains("owner")),
         "{:?}",
         history.body

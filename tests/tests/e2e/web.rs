@@ -20,7 +20,7 @@ use serde_json::json;
 
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 1);
 const EMAIL: &str = "tech@example.com";
-const PASSWORD: &str = "correct horse battery";
+const PASSWORD: &str = "lisbon-router-7421-quartz";
 const WAIT: Duration = Duration::from_secs(20);
 
 fn agent_config() -> String {
@@ -47,41 +47,32 @@ interface_retry_secs = 1
     )
 }
 
-/// `outpost-portal operator add`, the password on standard input.
-fn add_operator(portal: &Portal) -> Result<()> {
-    use std::io::Write;
-    let mut child = Command::new(portal_bin()?)
+/// `outpost-portal users new`: the technician, a company admin; returns the link where they set a password.
+fn invite_technician(portal: &Portal) -> Result<String> {
+    let out = Command::new(portal_bin()?)
         .args([
-            "operator",
-            "add",
+            "users",
+            "new",
             "--email",
             EMAIL,
             "--name",
             "Tess Tech",
-            "--data",
+            "--url",
         ])
+        .arg(portal.base_url())
+        .arg("--data")
         .arg(portal.data().join("data"))
-        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .context("operator add's stdin")?
-        .write_all(format!("{PASSWORD}\n").as_bytes())?;
-    let out = child.wait_with_output()?;
+        .output()?;
     if !out.status.success() {
-        bail!(
-            "operator add failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("users new failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("created {EMAIL}")
-    );
-    Ok(())
+    let link = String::from_utf8(out.stdout)?.trim().to_owned();
+    if link.lines().count() != 1 || !link.starts_with(&portal.base_url()) {
+        bail!("users new printed {link:?}, not one link to the portal");
+    }
+    Ok(link)
 }
 
 /// Whether `host` reaches the lab's internet host over TCP and ICMP.
@@ -141,7 +132,7 @@ async fn a_technician_manages_sites_in_a_real_browser() -> Result<()> {
         ..PortalOptions::default()
     })
     .await?;
-    add_operator(&portal)?;
+    let link = invite_technician(&portal)?;
     let base = portal.base_url();
 
     // The site under test: a box agent in the lab. Two more agents are activated but never connect.
@@ -187,6 +178,20 @@ async fn a_technician_manages_sites_in_a_real_browser() -> Result<()> {
     .await?;
 
     let browser = Browser::start("a_technician_manages_sites_in_a_real_browser").await?;
+
+    // The invitation link: a guessable password is refused with advice, a good one is set, and the link
+    // then leads to the sign-in page.
+    browser.goto(&link).await?;
+    browser.wait_for("#set-password", WAIT).await?;
+    browser.fill("#password", "password123").await?;
+    browser.click("#set-password").await?;
+    browser
+        .wait_for_text("body", "too easy to guess", WAIT)
+        .await
+        .context("a weak password is refused with advice")?;
+    browser.fill("#password", PASSWORD).await?;
+    browser.click("#set-password").await?;
+    browser.wait_for("#sign-in", WAIT).await?;
 
     // Signing in: the list sends a browser without a session to the sign-in page, which the keyboard
     // can work.
