@@ -220,6 +220,7 @@ mod tests {
             link: LinkStats::default(),
             company_id: Some(1),
             group_id: None,
+            renewal: Default::default(),
         };
         AgentListItem::new(agent, site, now(), std::time::Duration::from_secs(120))
     }

@@ -27,6 +27,7 @@
 //! - [`sweeper`]: applies subscription transitions that time made due.
 //! - [`api`]: the HTTPS API (axum) under `/api/v1` and its OpenAPI document.
 //! - [`web`]: the technicians' web pages (sign-in, agents, map, agent and device pages).
+//! - [`branding`]: a company's branding, pure: details checked, logos checked and re-encoded to PNG.
 //! - [`config`]: the portal's TOML configuration file (`[web]` public URL, `[smtp]` server), checked on load.
 //! - [`mail`]: emails over SMTP (lettre) and their texts (invitations, resets, email changes, reminders).
 #![forbid(unsafe_code)]
@@ -34,6 +35,7 @@
 pub mod access;
 pub mod api;
 pub mod app;
+pub mod branding;
 pub mod broker;
 pub mod clock;
 pub mod codes;

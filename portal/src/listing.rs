@@ -1,6 +1,7 @@
 //! The agents list, pure: the [`AgentQuery`] a list request or page asks for (search, filters, sort, page),
 //! parsed from query-string pairs; the status an agent is shown with ([`display_status`]); the 28-day
-//! flag ([`due_soon`]); the online rule as a cut-off time the store can compare in SQL ([`online_cutoff`]);
+//! flag ([`due_soon`]); the renewal flags of yearly and quarterly plans ([`renewal_flag`]: orange `due`,
+//! red `overdue`); the online rule as a cut-off time the store can compare in SQL ([`online_cutoff`]);
 //! and [`AgentListItem`], one row of the list, the web page and the CSV export.
 //!
 //! `activation_pending` is not a stored state: it is an `active` agent that has never connected
@@ -23,8 +24,44 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
 /// Longest search text.
 pub const MAX_Q: usize = 200;
-/// How far ahead an expiration or end date flags an agent.
+/// How far ahead an expiration, end or renewal date flags an agent.
 pub const DUE_WINDOW_DAYS: i64 = 28;
+
+/// The renewal flag of a yearly or quarterly agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RenewalFlag {
+    /// Orange: the renewal date is at most [`DUE_WINDOW_DAYS`] days ahead (or passed and not yet renewed
+    /// by the sweep) and nobody confirmed it.
+    Due,
+    /// Red: the sweep renewed the agent automatically without a decision, and nobody has decided since.
+    Overdue,
+}
+
+impl RenewalFlag {
+    pub const ALL: [RenewalFlag; 2] = [RenewalFlag::Due, RenewalFlag::Overdue];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RenewalFlag::Due => "due",
+            RenewalFlag::Overdue => "overdue",
+        }
+    }
+
+    /// What a badge says.
+    pub fn label(self) -> &'static str {
+        match self {
+            RenewalFlag::Due => "renewal due",
+            RenewalFlag::Overdue => "renewed automatically",
+        }
+    }
+}
+
+impl FromStr for RenewalFlag {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Self::ALL.into_iter().find(|f| f.as_str() == s).ok_or(())
+    }
+}
 
 /// The state an agent is shown (and filtered) with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -170,6 +207,8 @@ pub struct AgentQuery {
     pub statuses: Vec<DisplayStatus>,
     /// Online (`App::is_online`) or not; `None` means both.
     pub online: Option<bool>,
+    /// Any of these renewal flags ([`renewal_flag`]); empty means no renewal filter.
+    pub renewals: Vec<RenewalFlag>,
     pub sort: SortKey,
     pub order: Order,
     /// Page size, 1..=[`MAX_LIMIT`].
@@ -183,6 +222,7 @@ impl Default for AgentQuery {
             q: None,
             statuses: Vec::new(),
             online: None,
+            renewals: Vec::new(),
             sort: SortKey::default(),
             order: Order::default(),
             limit: DEFAULT_LIMIT,
@@ -192,9 +232,10 @@ impl Default for AgentQuery {
 }
 
 impl AgentQuery {
-    /// Reads `q`, `status` (repeatable, or comma-separated), `online`, `sort`, `order`, `limit` and
-    /// `offset` from decoded query-string pairs. Blank values count as absent; other parameters are
-    /// ignored (a form may send more); `status` may repeat, the others may not.
+    /// Reads `q`, `status` (repeatable, or comma-separated), `online`, `renewal` (`due`, `overdue`;
+    /// repeatable or comma-separated like `status`), `sort`, `order`, `limit` and `offset` from decoded
+    /// query-string pairs. Blank values count as absent; other parameters are ignored (a form may send
+    /// more); `status` and `renewal` may repeat, the others may not.
     pub fn parse<'a>(
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self, QueryError> {
@@ -238,6 +279,19 @@ impl AgentQuery {
                         })?;
                         if !query.statuses.contains(&status) {
                             query.statuses.push(status);
+                        }
+                    }
+                }
+                "renewal" => {
+                    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                        let flag = part.parse::<RenewalFlag>().map_err(|()| {
+                            bad(
+                                "renewal",
+                                format!("{part:?} is not a renewal flag; give due (renewal within {DUE_WINDOW_DAYS} days, not confirmed) or overdue (renewed automatically without a decision)"),
+                            )
+                        })?;
+                        if !query.renewals.contains(&flag) {
+                            query.renewals.push(flag);
                         }
                     }
                 }
@@ -347,6 +401,10 @@ impl AgentQuery {
         if let Some(online) = self.online {
             out.push(("online", online.to_string()));
         }
+        if !self.renewals.is_empty() {
+            let names: Vec<&str> = self.renewals.iter().map(|f| f.as_str()).collect();
+            out.push(("renewal", names.join(",")));
+        }
         if self.sort != SortKey::default() {
             out.push(("sort", self.sort.as_str().to_owned()));
         }
@@ -399,6 +457,41 @@ pub fn due_soon(row: &AgentRow, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         .min()
 }
 
+/// The latest renewal date that counts as due at `now` (`now` + [`DUE_WINDOW_DAYS`] days).
+pub fn renewal_horizon(now: DateTime<Utc>) -> DateTime<Utc> {
+    now.checked_add_signed(Duration::days(DUE_WINDOW_DAYS))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The renewal date of `row`: its `expires_at` while it is an `active` yearly or quarterly agent.
+pub fn renews_at(row: &AgentRow) -> Option<DateTime<Utc>> {
+    let s = &row.subscription;
+    s.expires_at
+        .filter(|_| s.plan.renews() && s.status == Status::Active)
+}
+
+/// Whether a person still has to decide the renewal of `row` at `now`: it renews within
+/// [`DUE_WINDOW_DAYS`] days (or its date passed and the sweep has not renewed it yet) and nobody
+/// confirmed that date. A pending deactivation has no renewal (it is not active). The weekly reminders
+/// go out while this holds.
+pub fn renewal_undecided(row: &AgentRow, now: DateTime<Utc>) -> bool {
+    renews_at(row).is_some_and(|at| at <= renewal_horizon(now) && !row.renewal.confirmed(at))
+}
+
+/// The renewal flag `row` is shown with at `now`: [`RenewalFlag::Overdue`] (red) while an automatic
+/// renewal awaits a decision, else [`RenewalFlag::Due`] (orange) when [`renewal_undecided`]. Monthly,
+/// prepaid, pending, deactivated and expired agents have none.
+pub fn renewal_flag(row: &AgentRow, now: DateTime<Utc>) -> Option<RenewalFlag> {
+    renews_at(row)?;
+    if row.renewal.renewed_automatically_at.is_some() {
+        Some(RenewalFlag::Overdue)
+    } else if renewal_undecided(row, now) {
+        Some(RenewalFlag::Due)
+    } else {
+        None
+    }
+}
+
 /// The earliest `last_seen` that still counts as online at `now` (`App::is_online`: the agent was heard
 /// from at most `offline_after` ago); `None` when the window reaches beyond the clock's range (every
 /// time counts).
@@ -440,6 +533,8 @@ pub struct AgentListItem {
     pub display_status: DisplayStatus,
     /// See [`due_soon`].
     pub due_at: Option<DateTime<Utc>>,
+    /// See [`renewal_flag`].
+    pub renewal: Option<RenewalFlag>,
 }
 
 impl AgentListItem {
@@ -453,6 +548,7 @@ impl AgentListItem {
             online: is_online(&agent, online_cutoff(now, offline_after)),
             display_status: display_status(&agent),
             due_at: due_soon(&agent, now),
+            renewal: renewal_flag(&agent, now),
             agent,
             site,
         }
@@ -468,7 +564,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::lifecycle::Subscription;
+    use crate::lifecycle::{RenewalDecision, Subscription};
     use crate::store::agents::LinkStats;
 
     fn now() -> DateTime<Utc> {
@@ -499,6 +595,7 @@ mod tests {
             link: LinkStats::default(),
             company_id: Some(1),
             group_id: None,
+            renewal: RenewalDecision::default(),
         }
     }
 
@@ -535,6 +632,8 @@ mod tests {
             ("status", "expired"),
             ("status", "active"),
             ("online", "false"),
+            ("renewal", "overdue"),
+            ("renewal", "due,overdue"),
             ("sort", "customer_id"),
             ("order", "desc"),
             ("limit", "500"),
@@ -552,6 +651,7 @@ mod tests {
             ]
         );
         assert_eq!(q.online, Some(false));
+        assert_eq!(q.renewals, [RenewalFlag::Overdue, RenewalFlag::Due]);
         assert_eq!(
             (q.sort, q.order, q.limit, q.offset),
             (SortKey::CustomerId, Order::Desc, 500, 1000)
@@ -587,6 +687,7 @@ mod tests {
                 "name, status, last_seen, activated_at, expires_at, customer_id",
             ),
             (vec![("order", "up")], "order", "asc or desc"),
+            (vec![("renewal", "soon")], "renewal", "give due"),
             (vec![("limit", "0")], "limit", "from 1 to 500"),
             (vec![("limit", "501")], "limit", "from 1 to 500"),
             (vec![("limit", "many")], "limit", "from 1 to 500"),
@@ -626,6 +727,7 @@ mod tests {
             ("q", "a,b"),
             ("status", "expired,active"),
             ("online", "true"),
+            ("renewal", "due"),
             ("sort", "name"),
             ("order", "desc"),
             ("limit", "7"),
@@ -745,6 +847,86 @@ mod tests {
         r.online = true;
         r.last_seen = None;
         assert!(!is_online(&r, None), "never heard from");
+    }
+
+    fn yearly(renews: DateTime<Utc>) -> AgentRow {
+        let mut r = row(Status::Active, Plan::Yearly);
+        r.subscription.expires_at = Some(renews);
+        r
+    }
+
+    #[test]
+    fn a_renewal_within_28_days_is_due_unless_confirmed() {
+        let edge = now() + Duration::days(DUE_WINDOW_DAYS);
+        let mut r = yearly(edge + Duration::seconds(1));
+        assert_eq!(renewal_flag(&r, now()), None, "29 days ahead is not due");
+        r.subscription.expires_at = Some(edge);
+        assert_eq!(renewal_flag(&r, now()), Some(RenewalFlag::Due));
+        assert!(renewal_undecided(&r, now()));
+        assert_eq!(renews_at(&r), Some(edge));
+        r.renewal.confirmed_until = Some(edge - Duration::days(365));
+        assert_eq!(
+            renewal_flag(&r, now()),
+            Some(RenewalFlag::Due),
+            "an older confirmation does not count"
+        );
+        r.renewal.confirmed_until = Some(edge);
+        assert_eq!(renewal_flag(&r, now()), None, "confirmed");
+        assert!(!renewal_undecided(&r, now()));
+        let mut late = yearly(now() - Duration::minutes(1));
+        late.subscription.plan = Plan::Quarterly;
+        assert_eq!(
+            renewal_flag(&late, now()),
+            Some(RenewalFlag::Due),
+            "passed but not yet renewed by the sweep"
+        );
+    }
+
+    #[test]
+    fn an_automatic_renewal_is_overdue_until_someone_decides() {
+        let mut r = yearly(now() + Duration::days(300));
+        r.renewal.renewed_automatically_at = Some(now() - Duration::days(65));
+        assert_eq!(renewal_flag(&r, now()), Some(RenewalFlag::Overdue));
+        r.subscription.expires_at = Some(now() + Duration::days(3));
+        assert_eq!(
+            renewal_flag(&r, now()),
+            Some(RenewalFlag::Overdue),
+            "red wins over orange"
+        );
+        assert!(renewal_undecided(&r, now()), "reminders still go out");
+        r.renewal.renewed_automatically_at = None;
+        assert_eq!(renewal_flag(&r, now()), Some(RenewalFlag::Due));
+    }
+
+    #[test]
+    fn only_active_yearly_and_quarterly_agents_have_renewal_flags() {
+        let soon = now() + Duration::days(3);
+        for plan in [Plan::Monthly, Plan::Prepaid] {
+            let mut r = row(Status::Active, plan);
+            r.subscription.expires_at = Some(soon);
+            r.renewal.renewed_automatically_at = Some(now());
+            assert_eq!(renewal_flag(&r, now()), None, "{plan}");
+            assert_eq!(renews_at(&r), None);
+        }
+        for status in [
+            Status::DeactivationPending,
+            Status::Deactivated,
+            Status::Expired,
+        ] {
+            let mut r = yearly(soon);
+            r.subscription.status = status;
+            r.renewal.renewed_automatically_at = Some(now());
+            assert_eq!(renewal_flag(&r, now()), None, "{status}");
+            assert!(!renewal_undecided(&r, now()));
+        }
+        let item = AgentListItem::new(
+            yearly(soon),
+            SiteConfig::default(),
+            now(),
+            std::time::Duration::from_secs(60),
+        );
+        assert_eq!(item.renewal, Some(RenewalFlag::Due));
+        assert!(!item.due_soon(), "the prepaid flag stays the prepaid flag");
     }
 
     #[test]

@@ -107,7 +107,11 @@ enum CodesCommand {
         /// How many agents may activate with it.
         #[arg(long, default_value_t = 1)]
         uses: u32,
-        /// Agents activated with it are prepaid for this many months (monthly plan if absent).
+        /// The plan of the agents it activates: monthly (the default), prepaid (with --prepaid-months),
+        /// yearly or quarterly (renewed every 12 or 3 months from the activation).
+        #[arg(long)]
+        plan: Option<String>,
+        /// Agents activated with it are prepaid for this many months (alone, it means --plan prepaid).
         #[arg(long)]
         prepaid_months: Option<u32>,
         /// The company its agents join (default: the install's only company).
@@ -239,10 +243,20 @@ async fn main() -> std::process::ExitCode {
                     data,
                     expires,
                     uses,
+                    plan,
                     prepaid_months,
                     company,
                 },
-        } => codes_new(&data, expires, uses, prepaid_months, company.as_deref()).await,
+        } => {
+            codes_new(
+                &data,
+                expires,
+                uses,
+                (plan.as_deref(), prepaid_months),
+                company.as_deref(),
+            )
+            .await
+        }
         Command::Token {
             command:
                 TokenCommand::New {
@@ -286,9 +300,11 @@ async fn codes_new(
     data: &Path,
     lifetime: chrono::Duration,
     uses: u32,
-    prepaid_months: Option<u32>,
+    (plan, prepaid_months): (Option<&str>, Option<u32>),
     company: Option<&str>,
 ) -> Result<()> {
+    let plan = activation::CodePlan::parse(plan, prepaid_months)
+        .context("choose the code's plan (--plan, --prepaid-months)")?;
     let data = ensure_data_dir(data)?;
     let store = open_store(&data).await?;
     let now = chrono::Utc::now();
@@ -298,7 +314,7 @@ async fn codes_new(
             .await
             .context("choose the company")?
     };
-    let new = activation::create_code(&store, now, lifetime, uses, prepaid_months, (company, None))
+    let new = activation::create_code_with(&store, now, lifetime, uses, plan, (company, None))
         .await
         .context("make an activation code")?;
     store.close().await;
@@ -584,6 +600,23 @@ mod tests {
             "12"
         ])
         .is_ok());
+        let cli = Cli::try_parse_from([
+            "outpost-portal",
+            "codes",
+            "new",
+            "--data",
+            "d",
+            "--plan",
+            "quarterly",
+        ])
+        .unwrap();
+        let Command::Codes {
+            command: CodesCommand::New { plan, .. },
+        } = cli.command
+        else {
+            panic!("not codes new")
+        };
+        assert_eq!(plan.as_deref(), Some("quarterly"));
         assert!(Cli::try_parse_from([
             "outpost-portal",
             "token",

@@ -1,5 +1,6 @@
 //! The subscription sweeper: every `--sweep-interval` it applies the lifecycle transitions time has made due
-//! (pending deactivations, prepaid expiry), and forgets idle rate-limit buckets.
+//! (pending deactivations, prepaid expiry), renews yearly and quarterly plans and mails their renewal
+//! reminders (`App::sweep_renewals`), and forgets idle rate-limit buckets.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,6 +30,11 @@ pub async fn run(
                     Ok(0) => debug!("subscription sweep: nothing due"),
                     Ok(n) => info!(changes = n, "subscription sweep applied changes"),
                     Err(e) => warn!(error = %e, "subscription sweep failed; retrying at the next interval"),
+                }
+                match app.sweep_renewals().await {
+                    Ok(done) if done == Default::default() => debug!("renewal sweep: nothing due"),
+                    Ok(done) => info!(renewed = done.renewed, reminders = done.reminders, "renewal sweep done"),
+                    Err(e) => warn!(error = %e, "renewal sweep failed; retrying at the next interval"),
                 }
                 limiter.forget_idle();
             }

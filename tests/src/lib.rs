@@ -11,6 +11,7 @@ pub mod netns;
 pub mod power_lab;
 pub mod responders;
 pub mod smtp;
+pub mod totp;
 
 use std::fs;
 use std::net::TcpListener;

@@ -1,5 +1,5 @@
 //! Account-wide routes: the company's history (agent and account lines, with filters, as JSON or CSV), new
-//! activation codes (into the company, or one of the caller's groups), and the dev clock.
+//! activation codes (with their plan, into the company or one of the caller's groups), and the dev clock.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
@@ -17,7 +17,7 @@ use super::error::AppError;
 use super::views::{time, History, HistoryEntry};
 use super::ApiState;
 use crate::access::Role;
-use crate::app::activation::DEFAULT_CODE_LIFETIME;
+use crate::app::activation::{CodePlan, DEFAULT_CODE_LIFETIME};
 use crate::app::OpError;
 use crate::store::history;
 
@@ -111,6 +111,9 @@ pub async fn history(
 pub struct NewCodeBody {
     pub expires_in_s: Option<u64>,
     pub uses: Option<u32>,
+    /// `monthly` (the default), `prepaid` (with `prepaid_months`), `yearly` or `quarterly`.
+    pub plan: Option<String>,
+    /// Prepaid codes: how many months their agents are paid for (alone, it means `plan: prepaid`).
     pub prepaid_months: Option<u32>,
     /// The group its agents join (a group admin must name one of theirs).
     pub group: Option<i64>,
@@ -132,6 +135,7 @@ pub async fn create_code(
                 AppError::bad_request("expires_in_s", "at most ten years (315360000 s)")
             })?,
     };
+    let plan = CodePlan::parse(body.plan.as_deref(), body.prepaid_months)?;
     let Some(company) = op.caller.company_id else {
         return Err(AppError::Forbidden(crate::access::Action::CodesCreate));
     };
@@ -153,16 +157,12 @@ pub async fn create_code(
     };
     let new = state
         .app
-        .create_code(
-            lifetime,
-            body.uses.unwrap_or(1),
-            body.prepaid_months,
-            (company, group),
-        )
+        .create_code_with(lifetime, body.uses.unwrap_or(1), plan, (company, group))
         .await?;
     info!(
         actor = op.actor.as_str(),
         uses = new.uses,
+        plan = new.plan.as_str(),
         "activation code issued through the API"
     );
     Ok((
@@ -171,6 +171,7 @@ pub async fn create_code(
             "code": new.code.display(),
             "expires_at": time(new.expires_at),
             "uses": new.uses,
+            "plan": new.plan.as_str(),
             "prepaid_months": new.prepaid_months,
             "group": group,
         })),
@@ -182,7 +183,8 @@ pub struct ClockBody {
     pub now: String,
 }
 
-/// `PUT /dev/clock` (only with `--dev-clock`): moves the portal's clock and sweeps at once.
+/// `PUT /dev/clock` (only with `--dev-clock`): moves the portal's clock and sweeps at once (the
+/// subscription sweep, then renewals and their reminders).
 pub async fn set_clock(
     op: Operator,
     State(state): State<ApiState>,
@@ -198,6 +200,8 @@ pub async fn set_clock(
     clock.set(now);
     info!(actor = op.actor.as_str(), now = %now, "dev clock set");
     let applied = state.app.sweep().await?;
+    let renewals = state.app.sweep_renewals().await?;
+    let applied = applied + renewals.renewed;
     Ok(Json(
         json!({ "now": time(state.app.now()), "transitions": applied }),
     ))

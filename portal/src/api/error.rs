@@ -94,6 +94,7 @@ impl AppError {
                 O::LinkUnknown => (StatusCode::NOT_FOUND, "link_unknown"),
                 O::LinkExpired => (StatusCode::GONE, "link_expired"),
                 O::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+                O::NoCompany => (StatusCode::NOT_FOUND, "not_found"),
                 O::WeakPassword(_) => (StatusCode::BAD_REQUEST, "weak_password"),
                 O::Mail(_) => (StatusCode::BAD_GATEWAY, "mail_failed"),
             },

@@ -5,7 +5,7 @@
 //! - [`agents`]: operator routes on agents (the list, its CSV export); [`sites`]: an agent's site
 //!   configuration; [`commands`]: commands; [`devices`]: an agent's device inventory
 //!   and device events; [`control`]: blocking, unblocking and powering a device, its outlet binding;
-//!   [`account`]: history, codes, dev clock.
+//!   [`account`]: history, codes, dev clock; [`renewals`]: renewal decisions.
 //! - [`owner`]: owner access (the operator's owner settings and device flags, the owner's JSON API under
 //!   `/owner`, and the owner's pages under `/owner` outside the API prefix).
 //! - [`auth`], [`rate_limit`], [`error`], [`views`] (JSON shapes), [`openapi`] (the served document).
@@ -14,6 +14,7 @@ pub mod account;
 pub mod agent_facing;
 pub mod agents;
 pub mod auth;
+pub mod branding;
 pub mod commands;
 pub mod control;
 pub mod devices;
@@ -23,6 +24,7 @@ pub mod openapi;
 pub mod owner;
 pub mod people;
 pub mod rate_limit;
+pub mod renewals;
 pub mod sites;
 pub mod views;
 
@@ -162,6 +164,13 @@ fn build(options: ApiOptions, state: Option<ApiState>) -> Routes {
         Staff(A::AgentsLifecycle),
         post,
         agents::extend,
+    )
+    .add(
+        "post",
+        "/agents/{id}/renewal",
+        Staff(A::RenewalsDecide),
+        post,
+        renewals::decide,
     )
     .add(
         "get",
@@ -331,6 +340,28 @@ fn build(options: ApiOptions, state: Option<ApiState>) -> Routes {
         Staff(A::HistoryRead),
         get,
         account::history,
+    )
+    .add("get", "/branding", Staff(A::SelfRead), get, branding::get)
+    .add(
+        "put",
+        "/branding",
+        Staff(A::BrandingManage),
+        put,
+        branding::put,
+    )
+    .add(
+        "put",
+        "/branding/logo",
+        Staff(A::BrandingManage),
+        put,
+        branding::put_logo,
+    )
+    .add(
+        "delete",
+        "/branding/logo",
+        Staff(A::BrandingManage),
+        delete,
+        branding::delete_logo,
     )
     .add(
         "get",

@@ -49,6 +49,13 @@ pub struct AgentView {
     /// The prepaid expiration or the end date falls within the next 28 days (`due_at`).
     pub due_soon: bool,
     pub due_at: Option<String>,
+    /// `subscription.plan`, at the top for lists.
+    pub plan: &'static str,
+    /// The renewal date of an active yearly or quarterly agent (its `expires_at`).
+    pub renews_at: Option<String>,
+    /// `due` (orange: renews within 28 days, not confirmed), `overdue` (red: renewed automatically without
+    /// a decision) or none.
+    pub renewal: Option<&'static str>,
     /// The site configuration (empty fields when none was set).
     pub site: SiteConfig,
     /// GeoIP: the agent's latest `location` report (its location or why it has none, and who looked it
@@ -86,6 +93,9 @@ impl AgentView {
             display_status: item.display_status.as_str(),
             due_soon: item.due_soon(),
             due_at: opt_time(item.due_at),
+            plan: s.plan.as_str(),
+            renews_at: opt_time(crate::listing::renews_at(a)),
+            renewal: item.renewal.map(|f| f.as_str()),
             site: item.site.clone(),
             location: None,
         }

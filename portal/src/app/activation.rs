@@ -1,5 +1,5 @@
-//! Activation codes, activation (code → agent identity and broker client), agent credentials for
-//! `GET /agent/status`.
+//! Activation codes (with the plan they give: monthly, prepaid for some months, yearly, quarterly),
+//! activation (code → agent identity and broker client), agent credentials for `GET /agent/status`.
 
 use chrono::{DateTime, Duration, Months, Utc};
 use outpost_cloud_link::protocol::Platform;
@@ -50,10 +50,89 @@ pub struct NewCode {
     pub code: Code,
     pub expires_at: DateTime<Utc>,
     pub uses: u32,
+    pub plan: Plan,
     pub prepaid_months: Option<u32>,
 }
 
-/// Makes and stores an activation code. Used by the API and by `outpost-portal codes new`.
+/// The plan an activation code gives the agents it activates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodePlan {
+    Monthly,
+    /// Paid for `months` from the activation.
+    Prepaid {
+        months: u32,
+    },
+    /// Renews every 12 months from the activation.
+    Yearly,
+    /// Renews every 3 months from the activation.
+    Quarterly,
+}
+
+impl CodePlan {
+    /// The plan from the API's or the CLI's `plan` name (`monthly` when absent, or `prepaid` when only
+    /// `prepaid_months` is given) and `prepaid_months` (prepaid codes only, and needed by them).
+    pub fn parse(plan: Option<&str>, prepaid_months: Option<u32>) -> Result<CodePlan, OpError> {
+        let plan = match plan.map(str::trim).filter(|p| !p.is_empty()) {
+            None if prepaid_months.is_some() => Plan::Prepaid,
+            None => Plan::Monthly,
+            Some(name) => name.parse::<Plan>().map_err(|e| OpError::Invalid {
+                field: "plan",
+                message: e.to_string(),
+            })?,
+        };
+        match (plan, prepaid_months) {
+            (Plan::Prepaid, Some(months)) => Ok(CodePlan::Prepaid { months }),
+            (Plan::Prepaid, None) => Err(OpError::Invalid {
+                field: "prepaid_months",
+                message: format!(
+                    "a prepaid code needs prepaid_months (1 to {MAX_PREPAID_MONTHS}): how long its agents are paid for"
+                ),
+            }),
+            (other, Some(_)) => Err(OpError::Invalid {
+                field: "prepaid_months",
+                message: format!(
+                    "only prepaid codes take prepaid_months; leave it out for a {other} code, or give plan prepaid"
+                ),
+            }),
+            (Plan::Monthly, None) => Ok(CodePlan::Monthly),
+            (Plan::Yearly, None) => Ok(CodePlan::Yearly),
+            (Plan::Quarterly, None) => Ok(CodePlan::Quarterly),
+        }
+    }
+
+    pub fn plan(self) -> Plan {
+        match self {
+            CodePlan::Monthly => Plan::Monthly,
+            CodePlan::Prepaid { .. } => Plan::Prepaid,
+            CodePlan::Yearly => Plan::Yearly,
+            CodePlan::Quarterly => Plan::Quarterly,
+        }
+    }
+
+    pub fn prepaid_months(self) -> Option<u32> {
+        match self {
+            CodePlan::Prepaid { months } => Some(months),
+            _ => None,
+        }
+    }
+
+    /// The `expires_at` of an agent activated at `now`: the end of the paid period (prepaid) or the first
+    /// renewal date (yearly, quarterly); none for monthly.
+    pub fn expires_at(self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let months = match self {
+            CodePlan::Monthly => return None,
+            CodePlan::Prepaid { months } => months,
+            CodePlan::Yearly | CodePlan::Quarterly => self.plan().renewal_months()?,
+        };
+        Some(
+            now.checked_add_months(Months::new(months))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        )
+    }
+}
+
+/// Makes and stores an activation code (monthly, or prepaid for `prepaid_months`); see
+/// [`create_code_with`] for every plan.
 pub async fn create_code(
     store: &Store,
     now: DateTime<Utc>,
@@ -62,6 +141,24 @@ pub async fn create_code(
     prepaid_months: Option<u32>,
     place: (i64, Option<i64>),
 ) -> Result<NewCode, OpError> {
+    let plan = match prepaid_months {
+        Some(months) => CodePlan::Prepaid { months },
+        None => CodePlan::Monthly,
+    };
+    create_code_with(store, now, lifetime, uses, plan, place).await
+}
+
+/// Makes and stores an activation code whose agents get `plan`. Used by the API and by
+/// `outpost-portal codes new`.
+pub async fn create_code_with(
+    store: &Store,
+    now: DateTime<Utc>,
+    lifetime: Duration,
+    uses: u32,
+    plan: CodePlan,
+    place: (i64, Option<i64>),
+) -> Result<NewCode, OpError> {
+    let prepaid_months = plan.prepaid_months();
     if lifetime <= Duration::zero() {
         return Err(OpError::Invalid {
             field: "expires_in_s",
@@ -93,16 +190,17 @@ pub async fn create_code(
         &code.hash(),
         uses,
         expires_at,
-        prepaid_months,
+        (plan.plan(), prepaid_months),
         place,
         now,
     )
     .await?;
-    info!(uses, prepaid_months, expires_at = %expires_at, "activation code created");
+    info!(uses, plan = plan.plan().as_str(), prepaid_months, expires_at = %expires_at, "activation code created");
     Ok(NewCode {
         code,
         expires_at,
         uses,
+        plan: plan.plan(),
         prepaid_months,
     })
 }
@@ -125,6 +223,17 @@ impl App {
             place,
         )
         .await
+    }
+
+    /// Makes an activation code whose agents get `plan` and join `place` (company, group).
+    pub async fn create_code_with(
+        &self,
+        lifetime: Duration,
+        uses: u32,
+        plan: CodePlan,
+        place: (i64, Option<i64>),
+    ) -> Result<NewCode, OpError> {
+        create_code_with(self.store(), self.now(), lifetime, uses, plan, place).await
     }
 
     /// Activates an agent: checks the code, creates the broker client, then stores the agent and takes one
@@ -165,16 +274,14 @@ impl App {
         if stored.used >= stored.uses {
             return Err(OpError::CodeUsedUp);
         }
-        let (plan, expires_at) = match stored.prepaid_months {
-            Some(months) => (
-                Plan::Prepaid,
-                Some(
-                    now.checked_add_months(Months::new(months))
-                        .unwrap_or(DateTime::<Utc>::MAX_UTC),
-                ),
-            ),
-            None => (Plan::Monthly, None),
+        let code_plan = match (stored.plan, stored.prepaid_months) {
+            (Plan::Prepaid, Some(months)) => CodePlan::Prepaid { months },
+            (Plan::Yearly, _) => CodePlan::Yearly,
+            (Plan::Quarterly, _) => CodePlan::Quarterly,
+            // A prepaid code without months cannot be made; treat one as monthly rather than fail.
+            (Plan::Monthly | Plan::Prepaid, _) => CodePlan::Monthly,
         };
+        let (plan, expires_at) = (code_plan.plan(), code_plan.expires_at(now));
         let id = secrets::new_agent_id();
         let secret = secrets::new_agent_secret();
         self.broker().create_agent(&id, &secret).await?;
@@ -222,9 +329,12 @@ impl App {
             return Err(OpError::CodeUsedUp);
         }
         agents::insert(&mut tx, new).await?;
-        let details = match new.expires_at {
-            Some(at) => format!("plan prepaid until {}", at.to_rfc3339()),
-            None => "plan monthly".to_owned(),
+        let details = match (new.plan, new.expires_at) {
+            (Plan::Prepaid, Some(at)) => format!("plan prepaid until {}", at.to_rfc3339()),
+            (plan, Some(at)) if plan.renews() => {
+                format!("plan {plan}, renews on {}", at.to_rfc3339())
+            }
+            (plan, _) => format!("plan {plan}"),
         };
         history::append(
             &mut tx,
@@ -257,6 +367,70 @@ impl App {
         match agents::tombstone_secret(&mut conn, id).await? {
             Some(hash) if secrets::verify(secret, &hash) => Err(OpError::AgentDeleted),
             _ => Err(OpError::BadCredentials),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn code_plans_parse_from_the_name_and_the_months() {
+        assert_eq!(CodePlan::parse(None, None).unwrap(), CodePlan::Monthly);
+        assert_eq!(
+            CodePlan::parse(None, Some(6)).unwrap(),
+            CodePlan::Prepaid { months: 6 }
+        );
+        assert_eq!(
+            CodePlan::parse(Some("prepaid"), Some(12)).unwrap(),
+            CodePlan::Prepaid { months: 12 }
+        );
+        assert_eq!(
+            CodePlan::parse(Some("yearly"), None).unwrap(),
+            CodePlan::Yearly
+        );
+        assert_eq!(
+            CodePlan::parse(Some(" quarterly "), None).unwrap(),
+            CodePlan::Quarterly
+        );
+        assert_eq!(CodePlan::parse(Some(""), None).unwrap(), CodePlan::Monthly);
+        for (plan, months, field) in [
+            (Some("prepaid"), None, "prepaid_months"),
+            (Some("yearly"), Some(12), "prepaid_months"),
+            (Some("monthly"), Some(1), "prepaid_months"),
+            (Some("weekly"), None, "plan"),
+        ] {
+            match CodePlan::parse(plan, months) {
+                Err(OpError::Invalid { field: f, message }) => {
+                    assert_eq!(f, field, "{message}");
+                    assert!(!message.is_empty());
+                }
+                other => panic!("{plan:?} {months:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn activation_dates_follow_the_plan() {
+        let now = Utc.with_ymd_and_hms(2028, 2, 29, 10, 0, 0).unwrap();
+        let at = |y, m, d| Utc.with_ymd_and_hms(y, m, d, 10, 0, 0).unwrap();
+        assert_eq!(CodePlan::Monthly.expires_at(now), None);
+        assert_eq!(CodePlan::Yearly.expires_at(now), Some(at(2029, 2, 28)));
+        assert_eq!(CodePlan::Quarterly.expires_at(now), Some(at(2028, 5, 29)));
+        assert_eq!(
+            CodePlan::Prepaid { months: 2 }.expires_at(now),
+            Some(at(2028, 4, 29))
+        );
+        for p in [
+            CodePlan::Monthly,
+            CodePlan::Prepaid { months: 1 },
+            CodePlan::Yearly,
+            CodePlan::Quarterly,
+        ] {
+            assert_eq!(p.prepaid_months().is_some(), p.plan() == Plan::Prepaid);
         }
     }
 }

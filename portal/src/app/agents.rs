@@ -23,6 +23,7 @@ impl App {
     fn search_clock(&self, now: chrono::DateTime<chrono::Utc>) -> SearchClock {
         SearchClock {
             online_since: listing::online_cutoff(now, self.settings().offline_after),
+            renewal_due_before: listing::renewal_horizon(now),
         }
     }
 

@@ -2,7 +2,8 @@
 //! loop, the sweeper and the CLI share one implementation of every rule.
 //!
 //! - [`activation`]: activation codes, activation, agent credentials and operator tokens.
-//! - [`agents`]: rename, cleanup, delete, the subscription lifecycle and the sweep.
+//! - [`agents`]: rename, cleanup, delete, the subscription lifecycle and the sweep; [`renewals`]: yearly
+//!   and quarterly renewals (the renewal sweep, weekly reminder mails, a person's decision).
 //! - [`commands`]: queueing and sending commands, acknowledgements and waiting for them.
 //! - [`devices`]: reading an agent's device inventory and device events.
 //! - [`owner`]: owner access: an agent's owner and per-device flags, what a signed-in owner sees and may do;
@@ -15,6 +16,7 @@
 pub mod account;
 pub mod activation;
 pub mod agents;
+pub mod branding;
 pub mod commands;
 pub mod control;
 pub mod devices;
@@ -23,6 +25,7 @@ pub mod location;
 pub mod members;
 pub mod owner;
 pub mod owner_auth;
+pub mod renewals;
 pub mod session_tokens;
 pub mod sessions;
 pub mod sites;
@@ -140,6 +143,8 @@ pub enum OpError {
     LinkExpired,
     #[error("{0}")]
     Forbidden(String),
+    #[error("support engineers belong to no company, so there is nothing of a company's here to show or change")]
+    NoCompany,
     #[error(transparent)]
     WeakPassword(#[from] crate::passwords::WeakPassword),
     #[error("could not send the email: {0}")]

@@ -176,6 +176,8 @@ pub struct OwnerSite {
     pub enabled: bool,
     pub online: bool,
     pub devices: Vec<OwnerDevice>,
+    /// The branding of the company that looks after the site.
+    pub branding: Option<crate::store::branding::BrandingRow>,
 }
 
 /// One visible device as its owner sees it.
@@ -426,12 +428,20 @@ impl App {
                 true => self.owner_devices(&site.agent_id).await?,
                 false => Vec::new(),
             };
+            let branding = match agent.company_id {
+                Some(company) => {
+                    let mut conn = self.store().conn().await?;
+                    crate::store::branding::get(&mut conn, company).await?
+                }
+                None => None,
+            };
             out.push(OwnerSite {
                 online: self.is_online(&agent),
                 agent_id: site.agent_id,
                 name: site.name,
                 enabled: site.enabled,
                 devices,
+                branding,
             });
         }
         Ok(out)

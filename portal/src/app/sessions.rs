@@ -96,15 +96,21 @@ impl App {
             .await
             .map_err(|e| OpError::Internal(format!("password check failed: {e}")))?;
         let now = self.now();
-        let Some(user) = user.filter(|_| matches) else {
+        let Some(user) = user.clone().filter(|_| matches) else {
+            // The person sees the same answer either way; the history of a known user's company records
+            // the attempt on their account.
+            let (company, actor) = match &user {
+                Some(u) => (u.company_id, format!("user:{}", u.username)),
+                None => (None, "unknown".to_owned()),
+            };
             let mut conn = self.store().conn().await?;
             history::append_account(
                 &mut conn,
                 AccountLine {
-                    company: None,
+                    company,
                     action: "sign-in-failed",
-                    actor: "unknown",
-                    details: "wrong email or password",
+                    actor: &actor,
+                    details: "wrong password",
                     address: client.address.as_deref(),
                 },
                 now,

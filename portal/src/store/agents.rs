@@ -1,4 +1,5 @@
-//! Agent rows (identity, subscription, what the agent said about itself, link counters) and tombstones.
+//! Agent rows (identity, subscription, renewal decision, what the agent said about itself, link counters)
+//! and tombstones.
 
 use chrono::{DateTime, Utc};
 use outpost_cloud_link::AgentId;
@@ -7,8 +8,8 @@ use sqlx::Row;
 
 use super::{from_ms, opt_from_ms, parse_column, sites, to_i64, to_ms, to_u64, Conn, StoreError};
 use crate::access::Scope;
-use crate::lifecycle::{Plan, Status, Subscription};
-use crate::listing::{online_cutoff_ms, AgentQuery, DisplayStatus, Order, SortKey};
+use crate::lifecycle::{Plan, RenewalDecision, Status, Subscription};
+use crate::listing::{online_cutoff_ms, AgentQuery, DisplayStatus, Order, RenewalFlag, SortKey};
 use crate::site::SiteConfig;
 
 /// The link counters of one agent, stored and shown as they are.
@@ -45,6 +46,8 @@ pub struct AgentRow {
     pub company_id: Option<i64>,
     /// Its group; none: ungrouped (only company admins and company-wide grants see it).
     pub group_id: Option<i64>,
+    /// What people decided about its renewal (yearly and quarterly plans).
+    pub renewal: RenewalDecision,
 }
 
 /// What activation stores.
@@ -78,7 +81,8 @@ pub struct HelloFacts<'a> {
 
 const COLUMNS: &str = "id, name, secret_hash, status, plan, expires_at, deactivates_at, activated_at, \
     version, local_ip, mac, public_ip, platform, hostname, online, last_seen, data_epoch, last_seq, received, \
-    duplicates, gaps, outbox_depth, outbox_dropped, company_id, group_id";
+    duplicates, gaps, outbox_depth, outbox_dropped, company_id, group_id, renewal_confirmed_until, \
+    renewed_automatically_at";
 
 fn from_row(row: &SqliteRow) -> Result<AgentRow, StoreError> {
     let id: String = row.try_get("id")?;
@@ -115,6 +119,10 @@ fn from_row(row: &SqliteRow) -> Result<AgentRow, StoreError> {
         },
         company_id: row.try_get("company_id")?,
         group_id: row.try_get("group_id")?,
+        renewal: RenewalDecision {
+            confirmed_until: opt_from_ms(row.try_get("renewal_confirmed_until")?)?,
+            renewed_automatically_at: opt_from_ms(row.try_get("renewed_automatically_at")?)?,
+        },
     })
 }
 
@@ -152,11 +160,24 @@ pub async fn get(conn: &mut Conn, id: &AgentId) -> Result<Option<AgentRow>, Stor
 }
 
 /// How a search judges time-dependent facts: `online` means the last presence said online and
-/// `last_seen` is at or after `online_since` (see `crate::listing::online_cutoff`; `None`: any time).
+/// `last_seen` is at or after `online_since` (see `crate::listing::online_cutoff`; `None`: any time); a
+/// renewal is due when its date is at or before `renewal_due_before` (`crate::listing::renewal_horizon`).
 #[derive(Debug, Clone, Copy)]
 pub struct SearchClock {
     pub online_since: Option<DateTime<Utc>>,
+    pub renewal_due_before: DateTime<Utc>,
 }
+
+/// SQL (over `agents a`) for `crate::listing::renewal_undecided`: an active yearly or quarterly agent whose
+/// renewal date is at or before the one `?` (the horizon) and not the date a person confirmed.
+pub const RENEWAL_UNDECIDED_SQL: &str =
+    "(a.status = 'active' AND a.plan IN ('yearly', 'quarterly') \
+    AND a.expires_at IS NOT NULL AND a.expires_at <= ? \
+    AND (a.renewal_confirmed_until IS NULL OR a.renewal_confirmed_until <> a.expires_at))";
+
+/// SQL (over `agents a`) for the red flag (`RenewalFlag::Overdue`), no placeholder.
+pub const RENEWAL_OVERDUE_SQL: &str = "(a.status = 'active' AND a.plan IN ('yearly', 'quarterly') \
+    AND a.renewed_automatically_at IS NOT NULL)";
 
 /// A search's WHERE clause and the values of its placeholders, in order.
 struct Filter {
@@ -235,6 +256,20 @@ fn filter(query: &AgentQuery, scope: &Scope, clock: SearchClock) -> Filter {
         } else {
             format!("NOT {is_online}")
         });
+    }
+    if !query.renewals.is_empty() {
+        let any: Vec<String> = query
+            .renewals
+            .iter()
+            .map(|flag| match flag {
+                RenewalFlag::Due => {
+                    binds.push(Bind::Int(to_ms(clock.renewal_due_before)));
+                    format!("({RENEWAL_UNDECIDED_SQL} AND a.renewed_automatically_at IS NULL)")
+                }
+                RenewalFlag::Overdue => RENEWAL_OVERDUE_SQL.to_owned(),
+            })
+            .collect();
+        clauses.push(format!("({})", any.join(" OR ")));
     }
     if let Some(q) = &query.q {
         let pattern = like_pattern(q);
@@ -355,6 +390,59 @@ pub async fn sweepable(conn: &mut Conn) -> Result<Vec<AgentRow>, StoreError> {
     .fetch_all(conn)
     .await?;
     rows.iter().map(from_row).collect()
+}
+
+/// Active yearly and quarterly agents (what the renewal sweep looks at), by id.
+pub async fn renewing(conn: &mut Conn) -> Result<Vec<AgentRow>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM agents WHERE status = 'active' AND plan IN ('yearly', 'quarterly') ORDER BY id"
+    ))
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Stores the renewal decision state.
+pub async fn set_renewal_decision(
+    conn: &mut Conn,
+    id: &AgentId,
+    d: &RenewalDecision,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE agents SET renewal_confirmed_until = ?, renewed_automatically_at = ? WHERE id = ?",
+    )
+    .bind(d.confirmed_until.map(to_ms))
+    .bind(d.renewed_automatically_at.map(to_ms))
+    .bind(id.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Sets the subscription to `next` only if it still is `expected` (status, plan and dates); false if
+/// something changed it in between (a person's action, or the sweep), so nothing was written.
+pub async fn replace_subscription(
+    conn: &mut Conn,
+    id: &AgentId,
+    expected: &Subscription,
+    next: &Subscription,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE agents SET status = ?, plan = ?, expires_at = ?, deactivates_at = ? \
+         WHERE id = ? AND status = ? AND plan = ? AND expires_at IS ? AND deactivates_at IS ?",
+    )
+    .bind(next.status.as_str())
+    .bind(next.plan.as_str())
+    .bind(next.expires_at.map(to_ms))
+    .bind(next.deactivates_at.map(to_ms))
+    .bind(id.as_str())
+    .bind(expected.status.as_str())
+    .bind(expected.plan.as_str())
+    .bind(expected.expires_at.map(to_ms))
+    .bind(expected.deactivates_at.map(to_ms))
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 pub async fn set_name(conn: &mut Conn, id: &AgentId, name: &str) -> Result<(), StoreError> {
@@ -490,7 +578,7 @@ pub async fn delete_with_tombstone(
 ) -> Result<(), StoreError> {
     super::devices::delete_all(conn, &agent.id).await?;
     let id = agent.id.as_str();
-    for table in ["reports", "commands", "history"] {
+    for table in ["reports", "commands", "history", "renewal_reminders"] {
         sqlx::query(&format!("DELETE FROM {table} WHERE agent_id = ?"))
             .bind(id)
             .execute(&mut *conn)

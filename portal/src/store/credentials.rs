@@ -1,9 +1,11 @@
-//! Activation codes, stored only as hashes, with the company (and group) their agents join.
+//! Activation codes, stored only as hashes, with the plan their agents get and the company (and group)
+//! they join.
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{from_ms, to_ms, to_u64, Conn, StoreError};
+use super::{from_ms, parse_column, to_ms, to_u64, Conn, StoreError};
+use crate::lifecycle::Plan;
 
 /// A stored activation code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +13,9 @@ pub struct CodeRow {
     pub uses: u64,
     pub used: u64,
     pub expires_at: DateTime<Utc>,
+    /// The plan of the agents it activates.
+    pub plan: Plan,
+    /// Prepaid plans: for how many months.
     pub prepaid_months: Option<u32>,
     pub company_id: Option<i64>,
     pub group_id: Option<i64>,
@@ -21,17 +26,18 @@ pub async fn insert_code(
     hash: &str,
     uses: u32,
     expires_at: DateTime<Utc>,
-    prepaid_months: Option<u32>,
+    (plan, prepaid_months): (Plan, Option<u32>),
     place: (i64, Option<i64>),
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO activation_codes (hash, uses, used, expires_at, prepaid_months, created_at, company_id, group_id) \
-         VALUES (?, ?, 0, ?, ?, ?, ?, ?)",
+        "INSERT INTO activation_codes (hash, uses, used, expires_at, plan, prepaid_months, created_at, company_id, group_id) \
+         VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?)",
     )
     .bind(hash)
     .bind(i64::from(uses))
     .bind(to_ms(expires_at))
+    .bind(plan.as_str())
     .bind(prepaid_months.map(i64::from))
     .bind(to_ms(now))
     .bind(place.0)
@@ -43,17 +49,25 @@ pub async fn insert_code(
 
 pub async fn find_code(conn: &mut Conn, hash: &str) -> Result<Option<CodeRow>, StoreError> {
     let row = sqlx::query(
-        "SELECT uses, used, expires_at, prepaid_months, company_id, group_id FROM activation_codes WHERE hash = ?",
+        "SELECT uses, used, expires_at, plan, prepaid_months, company_id, group_id FROM activation_codes WHERE hash = ?",
     )
     .bind(hash)
     .fetch_optional(conn)
     .await?;
     row.map(|row| {
         let months: Option<i64> = row.try_get("prepaid_months")?;
+        let plan: Option<String> = row.try_get("plan")?;
+        // Codes made before plans were stored: prepaid when they give months, else monthly.
+        let plan = match plan {
+            Some(p) => parse_column::<Plan>("plan", &p)?,
+            None if months.is_some() => Plan::Prepaid,
+            None => Plan::Monthly,
+        };
         Ok(CodeRow {
             uses: to_u64("uses", row.try_get("uses")?)?,
             used: to_u64("used", row.try_get("used")?)?,
             expires_at: from_ms(row.try_get("expires_at")?)?,
+            plan,
             prepaid_months: months
                 .map(|m| {
                     u32::try_from(m).map_err(|_| StoreError::Corrupt(format!("prepaid_months {m}")))

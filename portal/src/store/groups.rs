@@ -6,6 +6,7 @@ use outpost_cloud_link::AgentId;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use super::agents::RENEWAL_UNDECIDED_SQL;
 use super::{from_ms, opt_from_ms, to_ms, to_u64, Conn, StoreError};
 use crate::access::{Role, Scope};
 
@@ -19,7 +20,9 @@ pub struct GroupRow {
     pub note: String,
     /// Agents directly in the group that are active (or pending deactivation).
     pub active_agents: u64,
-    /// Of those, how many are due for renewal before the cut-off the caller gave.
+    /// Of those, how many need a decision before the cut-off the caller gave: yearly and quarterly
+    /// renewals nobody confirmed (the orange flag, `crate::listing::renewal_undecided`) and prepaid
+    /// expirations.
     pub due_agents: u64,
 }
 
@@ -35,14 +38,18 @@ fn from_row(r: &SqliteRow) -> Result<GroupRow, StoreError> {
     })
 }
 
-const SELECT: &str = "SELECT g.id, g.company_id, g.parent_id, g.name, g.note, \
-    (SELECT COUNT(*) FROM agents a WHERE a.group_id = g.id \
-       AND a.status IN ('active', 'deactivation_pending')) AS active_agents, \
-    (SELECT COUNT(*) FROM agents a WHERE a.group_id = g.id \
-       AND a.status IN ('active', 'deactivation_pending') AND a.plan <> 'monthly' \
-       AND COALESCE(a.deactivates_at, a.expires_at) IS NOT NULL \
-       AND COALESCE(a.deactivates_at, a.expires_at) <= ?) AS due_agents \
-    FROM groups g";
+/// The groups' columns and figures; its two placeholders are both the renewal cut-off.
+fn select() -> String {
+    format!(
+        "SELECT g.id, g.company_id, g.parent_id, g.name, g.note, \
+         (SELECT COUNT(*) FROM agents a WHERE a.group_id = g.id \
+            AND a.status IN ('active', 'deactivation_pending')) AS active_agents, \
+         (SELECT COUNT(*) FROM agents a WHERE a.group_id = g.id AND ({RENEWAL_UNDECIDED_SQL} \
+            OR (a.status = 'active' AND a.plan = 'prepaid' \
+                AND a.expires_at IS NOT NULL AND a.expires_at <= ?))) AS due_agents \
+         FROM groups g"
+    )
+}
 
 /// The company's groups, by name; `due_before` is the renewal cut-off for `due_agents`.
 pub async fn of_company(
@@ -51,8 +58,10 @@ pub async fn of_company(
     due_before: DateTime<Utc>,
 ) -> Result<Vec<GroupRow>, StoreError> {
     let rows = sqlx::query(&format!(
-        "{SELECT} WHERE g.company_id = ? ORDER BY lower(g.name)"
+        "{} WHERE g.company_id = ? ORDER BY lower(g.name)",
+        select()
     ))
+    .bind(to_ms(due_before))
     .bind(to_ms(due_before))
     .bind(company)
     .fetch_all(conn)
@@ -65,7 +74,8 @@ pub async fn get(
     id: i64,
     due_before: DateTime<Utc>,
 ) -> Result<Option<GroupRow>, StoreError> {
-    let row = sqlx::query(&format!("{SELECT} WHERE g.id = ?"))
+    let row = sqlx::query(&format!("{} WHERE g.id = ?", select()))
+        .bind(to_ms(due_before))
         .bind(to_ms(due_before))
         .bind(id)
         .fetch_optional(conn)

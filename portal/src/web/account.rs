@@ -306,7 +306,7 @@ async fn account_page(
             dt { "Email" } dd { (user.email.as_deref().unwrap_or("—")) }
             dt { "Role" } dd { (user.role.label()) }
             dt { "Two-factor sign-in" } dd {
-                @if user.has_2fa() { "on" } @else { "off" } " · " a href="/account/security" { "Security" }
+                @if user.has_2fa() { "on" } @else { "off" } " · " a href="/account/security" { "Security" } " · " a href="/account/tokens" { "API tokens" }
             }
         }
         h2 { "Preferences" }

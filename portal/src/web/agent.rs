@@ -1,5 +1,6 @@
 //! One agent in the technician pages: its facts (the "Edit Agent" box: activation date, package version,
-//! local IP, MAC, public IP, platform, location), the site and customer configuration form, the lifecycle
+//! local IP, MAC, public IP, platform, location; for yearly and quarterly plans the renewal date, its flag
+//! and a link to the renewal page), the site and customer configuration form, the lifecycle
 //! actions (rename, extend, deactivate, reactivate, cleanup, delete: the last two ask first, and delete
 //! explains that the agent must be disconnected, which the server enforces too) and the agent's history.
 //! Every action redirects back with a notice, or shows the server's refusal.
@@ -22,8 +23,8 @@ use crate::api::agents::parse_until;
 use crate::api::error::AppError;
 use crate::api::owner::Problem;
 use crate::app::{App, OpError};
-use crate::lifecycle::{Action, Plan, Status};
-use crate::listing::display_status;
+use crate::lifecycle::{Action, Status};
+use crate::listing::{display_status, renewal_flag, renews_at};
 
 /// The notices a redirect back to the agent page can ask for (`?ok=<key>`).
 pub fn done_notice(key: &str) -> Option<&'static str> {
@@ -34,6 +35,7 @@ pub fn done_notice(key: &str) -> Option<&'static str> {
         "reactivated" => "Agent reactivated.",
         "cleanup" => "Cleanup started: the agent's data is wiped; its name, subscription and site configuration stay.",
         "site" => "Site configuration saved.",
+        "moved" => "Moved to the chosen group.",
         _ => return None,
     })
 }
@@ -91,6 +93,7 @@ pub async fn render(
     };
     let location = site_form::location_markup(app, id, stored.pin).await;
     let owner = owner_form::section(app, tech.csrf(), id).await;
+    let group = super::groups::agent_section(app, tech, &row).await;
     let online = app.is_online(&row);
     let base = format!("/agents/{id}");
     let csrf = tech.csrf();
@@ -98,17 +101,32 @@ pub async fn render(
     // A supervisor sees every form greyed out (the server refuses their posts anyway).
     let edit = tech.may(Can::AgentsEdit);
     let lifecycle = tech.may(Can::AgentsLifecycle);
+    let renews = renews_at(&row);
+    let flag = renewal_flag(&row, app.now());
     let body = html! {
         p { a href="/agents" { "← Agents" } }
         h1 { (row.name) " "
             @if online { span.badge.on { "online" } } @else { span.badge.off { "offline" } } }
-        p { a.button href={ (base) "/devices" } { "Devices" } }
+        p.actions {
+            a.button href={ (base) "/devices" } { "Devices" }
+            @if s.plan.renews() && tech.may(Can::RenewalsDecide) {
+                a.button.quiet #renewal href={ (base) "/renewal" } { "Renewal…" }
+            }
+        }
         h2 { "Agent" }
         dl.facts #facts {
             dt { "Agent id" } dd { code { (row.id) } }
             dt { "Status" } dd #status { (display_status(&row).label()) }
-            dt { "Plan" } dd { (match s.plan { Plan::Monthly => "Monthly", Plan::Prepaid => "Prepaid" }) }
-            @if let Some(t) = s.expires_at { dt { "Expires" } dd #expires { (when(t)) } }
+            dt { "Plan" } dd #plan { (s.plan.label()) }
+            @if s.plan.renews() {
+                @if let Some(t) = renews {
+                    dt { "Renews" } dd #renews { (when(t))
+                        @if let Some(f) = flag { " " (super::renewal::badge(f, Some(t))) }
+                    }
+                } @else if let Some(t) = s.expires_at {
+                    dt { "Period ends" } dd #expires { (when(t)) }
+                }
+            } @else if let Some(t) = s.expires_at { dt { "Expires" } dd #expires { (when(t)) } }
             @if let Some(t) = s.deactivates_at { dt { "Deactivates" } dd { (when(t)) } }
             dt { "Activated" } dd { (when(row.activated_at)) }
             dt { "Package version" } dd { (row.version.as_deref().unwrap_or("—")) }
@@ -132,6 +150,7 @@ pub async fn render(
             } }
             div.actions { button #rename type="submit" { "Rename" } }
         } }
+        (group)
         h2 { "Site and customer" }
         fieldset.plain disabled[!edit] { (site) }
         h2 { "Owner access" }
@@ -392,6 +411,7 @@ mod tests {
             "reactivated",
             "cleanup",
             "site",
+            "moved",
         ] {
             assert!(done_notice(key).is_some(), "{key}");
         }

@@ -1,8 +1,9 @@
 //! The agents list in the technician pages: search (name, Customer ID, Contract ID, contact, note),
-//! filters (subscription state, online), sorting, pagination with a chosen page size, the CSV export of
-//! exactly what the filter shows, and the flags for prepaid expirations and renewals due within four
-//! weeks. Also the multi-site map, drawn from the same filter. The query string is the one the API's
-//! `GET /api/v1/agents` reads ([`AgentQuery`]).
+//! filters (subscription state, online, renewal flag), sorting, pagination with a chosen page size, the
+//! CSV export of exactly what the filter shows, and the flags for prepaid expirations and ends due within
+//! four weeks and for renewals of yearly and quarterly plans (orange: due and not confirmed; red: renewed
+//! automatically without a decision). Also the multi-site map, drawn from the same filter. The query
+//! string is the one the API's `GET /api/v1/agents` reads ([`AgentQuery`]).
 
 use axum::extract::{Query, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
@@ -15,7 +16,9 @@ use super::layout::{html_response, page, problem_page, query_value, when, when_o
 use super::map::{world_map, Marker};
 use super::WebState;
 use crate::api::owner::Problem;
-use crate::listing::{AgentListItem, AgentQuery, DisplayStatus, Order, SortKey, MAX_LIMIT};
+use crate::listing::{
+    renews_at, AgentListItem, AgentQuery, DisplayStatus, Order, RenewalFlag, SortKey, MAX_LIMIT,
+};
 
 /// Page sizes offered (any 1..=500 works in the URL).
 pub const PAGE_SIZES: [u32; 4] = [25, 50, 100, 500];
@@ -123,6 +126,16 @@ pub async fn list(
                     option value="false" selected[query.online == Some(false)] { "offline" }
                 }
             }
+            label { "Renewal"
+                select #renewal name="renewal" {
+                    option value="" selected[query.renewals.is_empty()] { "any" }
+                    option value="due" selected[query.renewals == [RenewalFlag::Due]] { "due (orange)" }
+                    option value="overdue" selected[query.renewals == [RenewalFlag::Overdue]] { "renewed automatically (red)" }
+                    @if query.renewals.len() > 1 {
+                        option value="due,overdue" selected { "due or renewed automatically" }
+                    }
+                }
+            }
             label { "Per page"
                 select #limit name="limit" {
                     @for n in PAGE_SIZES { option value=(n) selected[query.limit == n] { (n) } }
@@ -189,6 +202,9 @@ fn row(item: &AgentListItem) -> maud::Markup {
                 (when_opt(a.subscription.expires_at.or(a.subscription.deactivates_at)))
                 @if let Some(due) = item.due_at {
                     " " span.badge.warn title={ "due " (when(due)) } { "due within 4 weeks" }
+                }
+                @if let Some(flag) = item.renewal {
+                    " " (super::renewal::badge(flag, renews_at(a)))
                 }
             }
             td { (when_opt(a.last_seen)) }

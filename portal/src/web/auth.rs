@@ -15,7 +15,7 @@ use axum::Form;
 use maud::html;
 use serde::Deserialize;
 
-use super::layout::{html_response, page, problem_page, query_value, Notice, Viewer};
+use super::layout::{html_response, page, problem_page, query_value, Nav, Notice, Viewer};
 use super::WebState;
 use crate::access::{Action, Caller};
 use crate::api::auth::PeerAddr;
@@ -43,6 +43,7 @@ impl Tech {
         Viewer {
             name: &self.caller.name,
             csrf: &self.csrf,
+            nav: Nav::of(&self.caller),
         }
     }
 
@@ -142,6 +143,7 @@ pub fn forbidden_page(caller: &Caller, csrf: &str, action: Action) -> Response {
         Some(Viewer {
             name: &caller.name,
             csrf,
+            nav: Nav::of(caller),
         }),
         ("/agents", "Back to the agents"),
     )
@@ -158,6 +160,7 @@ fn unknown_agent(caller: &Caller, csrf: &str, id: &str) -> Response {
         Some(Viewer {
             name: &caller.name,
             csrf,
+            nav: Nav::of(caller),
         }),
         ("/agents", "Back to the agents"),
     )

@@ -8,6 +8,7 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
+use crate::access::{Action, Caller};
 use crate::api::owner::html::respond;
 pub use crate::api::owner::html::Notice;
 use crate::api::owner::Problem;
@@ -18,7 +19,7 @@ const STYLE: &str = "\
 body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0}\
 header.top{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;padding:.6rem 1rem;border-bottom:1px solid var(--line)}\
 header.top .brand{font-weight:700;margin-right:auto;text-decoration:none;color:inherit}\
-header.top nav a{margin-right:.8rem}\
+header.top nav{display:flex;flex-wrap:wrap;gap:.3rem .8rem;min-width:0}\
 main{max-width:72rem;margin:0 auto;padding:1rem}\
 h1{font-size:1.4rem;margin:.2rem 0 .8rem;overflow-wrap:anywhere}h2{font-size:1.1rem;margin:1.6rem 0 .5rem}\
 a{color:var(--accent)}\
@@ -40,6 +41,8 @@ textarea{min-height:5rem}\
 button,.button{display:inline-block;padding:.45rem 1rem;border:1px solid var(--accent);background:var(--accent);color:#fff;cursor:pointer;text-decoration:none}\
 button.quiet,.button.quiet{background:transparent;color:inherit;border-color:#888}\
 fieldset.plain{border:0;margin:0;padding:0;min-width:0}\
+fieldset[disabled] button,fieldset[disabled] input,fieldset[disabled] select,fieldset[disabled] textarea{opacity:.55;cursor:not-allowed}\
+input[type=checkbox],input[type=radio]{width:auto;min-height:0;margin-right:.4rem}\
 button.danger{background:var(--bad);border-color:var(--bad)}\
 .actions{display:flex;flex-wrap:wrap;gap:.5rem;margin:.6rem 0}\
 :focus-visible{outline:3px solid #f0a500;outline-offset:2px}\
@@ -64,11 +67,52 @@ fn notice_markup(n: &Notice) -> Markup {
     }
 }
 
-/// Who is looking at a page: the header shows the name and the sign-out form (with its CSRF token).
+/// Who is looking at a page: the header shows the name, the links they may use and the sign-out form
+/// (with its CSRF token).
 #[derive(Debug, Clone, Copy)]
 pub struct Viewer<'a> {
     pub name: &'a str,
     pub csrf: &'a str,
+    pub nav: Nav,
+}
+
+/// The header's links, each with the action that makes it useful.
+pub const NAV_LINKS: [(&str, &str, Action); 8] = [
+    ("/agents", "Agents", Action::AgentsRead),
+    ("/map", "Map", Action::AgentsRead),
+    ("/groups", "Groups", Action::GroupsRead),
+    ("/team", "Team", Action::UsersRead),
+    ("/support-grants", "Grants", Action::GrantsManage),
+    ("/history", "History", Action::HistoryRead),
+    ("/branding", "Branding", Action::BrandingManage),
+    ("/account", "Account", Action::SelfRead),
+];
+
+/// Which of [`NAV_LINKS`] a viewer sees (those whose action the role table allows them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Nav(u16);
+
+impl Nav {
+    /// No links (a session still owing its second factor reaches nothing else).
+    pub const NONE: Nav = Nav(0);
+
+    /// The links `caller` may use.
+    pub fn of(caller: &Caller) -> Nav {
+        Nav(NAV_LINKS
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, _, action))| caller.may(*action))
+            .fold(0, |mask, (i, _)| mask | (1 << i)))
+    }
+
+    /// The links shown: `(href, label)`.
+    pub fn links(self) -> impl Iterator<Item = (&'static str, &'static str)> {
+        NAV_LINKS
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, (href, label, _))| (*href, *label))
+    }
 }
 
 /// A whole page.
@@ -93,8 +137,7 @@ pub fn page(
                     a.brand href="/agents" { "Outpost" }
                     @if let Some(v) = viewer {
                         nav aria-label="Main" {
-                            a href="/agents" { "Agents" }
-                            a href="/map" { "Map" }
+                            @for (href, label) in v.nav.links() { a href=(href) { (label) } }
                         }
                         span.muted { (v.name) }
                         form.inline method="post" action="/sign-out" {
@@ -198,6 +241,7 @@ mod tests {
             Some(Viewer {
                 name: "Ana <script>",
                 csrf: "t\"ok",
+                nav: Nav::NONE,
             }),
             Some(&Notice::error("bad <i>")),
             html! { p { "body" } },
@@ -207,6 +251,52 @@ mod tests {
         assert!(html.contains("value=\"t&quot;ok\""));
         assert!(html.contains("role=\"alert\">bad &lt;i&gt;"));
         assert!(!html.contains("<script>"));
+    }
+
+    #[test]
+    fn the_header_shows_only_the_links_the_role_may_use() {
+        use crate::access::{Role, Scope, Via};
+        let caller = |role| Caller {
+            user_id: 1,
+            username: "ana".into(),
+            name: "Ana".into(),
+            email: None,
+            company_id: Some(1),
+            role,
+            via: Via::Session,
+            scope: Scope::default(),
+            grants: vec![],
+        };
+        let labels = |role| -> Vec<&str> { Nav::of(&caller(role)).links().map(|l| l.1).collect() };
+        assert_eq!(
+            labels(Role::CompanyAdmin),
+            ["Agents", "Map", "Groups", "Team", "Grants", "History", "Branding", "Account"]
+        );
+        assert_eq!(
+            labels(Role::GroupAdmin),
+            ["Agents", "Map", "Groups", "Account"]
+        );
+        assert_eq!(
+            labels(Role::Supervisor),
+            ["Agents", "Map", "Groups", "Account"]
+        );
+        assert_eq!(labels(Role::Support), ["Agents", "Map", "Account"]);
+        assert_eq!(Nav::NONE.links().count(), 0);
+        let viewer = |nav| Viewer {
+            name: "Ana",
+            csrf: "c",
+            nav,
+        };
+        let html = page(
+            "x",
+            Some(viewer(Nav::of(&caller(Role::Supervisor)))),
+            None,
+            html! {},
+        );
+        assert!(html.contains("href=\"/groups\">Groups</a>"), "{html}");
+        assert!(!html.contains("href=\"/team\""), "{html}");
+        let html = page("x", Some(viewer(Nav::NONE)), None, html! {});
+        assert!(!html.contains("href=\"/map\""), "{html}");
     }
 
     #[test]

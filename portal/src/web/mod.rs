@@ -8,18 +8,29 @@
 //! - [`layout`]: the page frame, stylesheet and shared pieces.
 //! - [`agents`]: the list, its CSV export and the map page; [`map`]: the SVG world map.
 //! - [`agent`]: one agent; [`site_form`]: its site configuration form and place on the map;
-//!   [`owner_form`]: its owner-access settings.
+//!   [`owner_form`]: its owner-access settings; [`renewal`]: its renewal decision page (yearly and
+//!   quarterly plans) and the renewal badge.
 //! - [`devices`]: the agent's devices.
+//! - [`team`]: the company's users and invitations; [`groups`]: groups and moving agents between them;
+//!   [`grants`]: support access grants; [`tokens`]: the caller's API tokens; [`history`]: the account
+//!   history with filters and its CSV.
 
 pub mod account;
 pub mod agent;
 pub mod agents;
 pub mod auth;
+pub mod branding;
 pub mod devices;
+pub mod grants;
+pub mod groups;
+pub mod history;
 pub mod layout;
 pub mod map;
 pub mod owner_form;
+pub mod renewal;
 pub mod site_form;
+pub mod team;
+pub mod tokens;
 pub mod two_factor;
 
 use std::sync::Arc;
@@ -69,6 +80,8 @@ pub const PAGES: &[(&str, &str, Action)] = &[
     ("post", "/agents/{id}/cleanup", A::AgentsLifecycle),
     ("get", "/agents/{id}/delete", A::AgentsLifecycle),
     ("post", "/agents/{id}/delete", A::AgentsLifecycle),
+    ("get", "/agents/{id}/renewal", A::RenewalsDecide),
+    ("post", "/agents/{id}/renewal", A::RenewalsDecide),
     ("get", "/agents/{id}/devices", A::AgentsRead),
     ("get", "/agents/{id}/devices/{device}", A::AgentsRead),
     (
@@ -101,6 +114,32 @@ pub const PAGES: &[(&str, &str, Action)] = &[
     ("post", "/account/two-factor/confirm", A::SelfEdit),
     ("post", "/account/two-factor/disable", A::SelfEdit),
     ("post", "/account/two-factor/devices/remove", A::SelfEdit),
+    ("get", "/team", A::UsersRead),
+    ("post", "/team/invite", A::UsersManage),
+    ("post", "/team/{id}/role", A::UsersManage),
+    ("post", "/team/{id}/two-factor", A::UsersManage),
+    ("post", "/team/{id}/sign-out", A::UsersManage),
+    ("get", "/team/{id}/remove", A::UsersManage),
+    ("post", "/team/{id}/remove", A::UsersManage),
+    ("get", "/groups", A::GroupsRead),
+    ("post", "/groups/new", A::GroupsManage),
+    ("get", "/groups/{id}", A::GroupsRead),
+    ("post", "/groups/{id}/edit", A::GroupsManage),
+    ("post", "/groups/{id}/users", A::GroupsManage),
+    ("post", "/groups/{id}/delete", A::GroupsManage),
+    ("post", "/agents/{id}/group", A::AgentsMove),
+    ("get", "/support-grants", A::GrantsManage),
+    ("post", "/support-grants/new", A::GrantsManage),
+    ("post", "/support-grants/{id}/delete", A::GrantsManage),
+    ("get", "/account/tokens", A::SelfRead),
+    ("post", "/account/tokens/new", A::SelfEdit),
+    ("post", "/account/tokens/{id}/revoke", A::SelfEdit),
+    ("get", "/history", A::HistoryRead),
+    ("get", "/history.csv", A::HistoryRead),
+    ("get", "/branding", A::BrandingManage),
+    ("post", "/branding", A::BrandingManage),
+    ("post", "/branding/logo", A::BrandingManage),
+    ("post", "/branding/logo/delete", A::BrandingManage),
 ];
 
 /// The pages, ready to merge into the portal's router.
@@ -160,6 +199,14 @@ pub fn router(app: App) -> Router {
                 "/agents/{id}",
                 A::AgentsLifecycle,
                 g(agent::confirm_delete).post(agent::delete),
+            ),
+        )
+        .route(
+            "/agents/{id}/renewal",
+            s(
+                "/agents/{id}",
+                A::RenewalsDecide,
+                g(renewal::show).post(renewal::decide),
             ),
         )
         .route(
@@ -242,6 +289,95 @@ pub fn router(app: App) -> Router {
         .route(
             "/account/two-factor/devices/remove",
             s("/account", A::SelfEdit, p(two_factor::remove_device)),
+        )
+        .route("/team", s("/team", A::UsersRead, g(team::show)))
+        .route("/team/invite", s("/team", A::UsersManage, p(team::invite)))
+        .route(
+            "/team/{id}/role",
+            s("/team", A::UsersManage, p(team::set_role)),
+        )
+        .route(
+            "/team/{id}/two-factor",
+            s("/team", A::UsersManage, p(team::set_two_factor)),
+        )
+        .route(
+            "/team/{id}/sign-out",
+            s("/team", A::UsersManage, p(team::sign_out)),
+        )
+        .route(
+            "/team/{id}/remove",
+            s(
+                "/team",
+                A::UsersManage,
+                g(team::confirm_remove).post(team::remove),
+            ),
+        )
+        .route("/groups", s("/groups", A::GroupsRead, g(groups::list)))
+        .route(
+            "/groups/new",
+            s("/groups", A::GroupsManage, p(groups::create)),
+        )
+        .route("/groups/{id}", s("/groups", A::GroupsRead, g(groups::show)))
+        .route(
+            "/groups/{id}/edit",
+            s("/groups", A::GroupsManage, p(groups::edit)),
+        )
+        .route(
+            "/groups/{id}/users",
+            s("/groups", A::GroupsManage, p(groups::set_users)),
+        )
+        .route(
+            "/groups/{id}/delete",
+            s("/groups", A::GroupsManage, p(groups::delete)),
+        )
+        .route(
+            "/agents/{id}/group",
+            s("/agents/{id}", A::AgentsMove, p(groups::move_agent)),
+        )
+        .route(
+            "/support-grants",
+            s("/support-grants", A::GrantsManage, g(grants::list)),
+        )
+        .route(
+            "/support-grants/new",
+            s("/support-grants", A::GrantsManage, p(grants::create)),
+        )
+        .route(
+            "/support-grants/{id}/delete",
+            s("/support-grants", A::GrantsManage, p(grants::delete)),
+        )
+        .route(
+            "/account/tokens",
+            s("/account", A::SelfRead, g(tokens::list)),
+        )
+        .route(
+            "/account/tokens/new",
+            s("/account", A::SelfEdit, p(tokens::create)),
+        )
+        .route(
+            "/account/tokens/{id}/revoke",
+            s("/account", A::SelfEdit, p(tokens::revoke)),
+        )
+        .route("/history", s("/history", A::HistoryRead, g(history::show)))
+        .route(
+            "/history.csv",
+            s("/history", A::HistoryRead, g(history::csv)),
+        )
+        .route(
+            "/branding",
+            s(
+                "/branding",
+                A::BrandingManage,
+                g(branding::show).post(branding::save),
+            ),
+        )
+        .route(
+            "/branding/logo",
+            s("/branding", A::BrandingManage, p(branding::upload)),
+        )
+        .route(
+            "/branding/logo/delete",
+            s("/branding", A::BrandingManage, p(branding::remove_logo)),
         )
         .with_state(WebState {
             app,

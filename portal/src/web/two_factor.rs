@@ -13,7 +13,7 @@ use maud::{html, Markup, PreEscaped};
 use serde::Deserialize;
 
 use super::auth::{end_cookie, internal, redirect, safe_next, session_of, Tech};
-use super::layout::{html_response, page, problem_page, query_value, when, Notice, Viewer};
+use super::layout::{html_response, page, problem_page, query_value, when, Nav, Notice, Viewer};
 use super::WebState;
 use crate::api::auth::PeerAddr;
 use crate::api::error::AppError;
@@ -542,6 +542,7 @@ pub async fn code_form(
     let viewer = Viewer {
         name: &session.user.name,
         csrf: &csrf,
+        nav: Nav::NONE,
     };
     html_response(StatusCode::OK, code_page(viewer, next, None))
 }
@@ -569,6 +570,7 @@ pub async fn code(
     let viewer = Viewer {
         name: &session.user.name,
         csrf: &csrf,
+        nav: Nav::NONE,
     };
     if !pending_post_ok(&headers, &token, form.csrf.as_deref()) {
         return csrf_refused(Some(viewer));
@@ -691,6 +693,7 @@ pub async fn setup_form(
     let viewer = Viewer {
         name: &user.name,
         csrf: &csrf,
+        nav: Nav::NONE,
     };
     let notice = Notice::ok("Your company requires two-factor sign-in: set it up to continue.");
     match enrol_page(
@@ -731,6 +734,7 @@ pub async fn setup(
     let viewer = Viewer {
         name: &session.user.name,
         csrf: &csrf,
+        nav: Nav::NONE,
     };
     if !pending_post_ok(&headers, &token, form.csrf.as_deref()) {
         return csrf_refused(Some(viewer));
@@ -779,6 +783,7 @@ mod tests {
             Viewer {
                 name: "Ana",
                 csrf: "c",
+                nav: Nav::NONE,
             },
             "/agents?q=\"x",
             None,

@@ -4,6 +4,7 @@
 mod account;
 mod activation;
 mod agents;
+mod branding;
 mod commands;
 mod control;
 mod devices;
@@ -14,7 +15,9 @@ mod lifecycle;
 mod openapi;
 mod owner;
 mod people;
+mod renewals;
 mod roles;
 mod search;
 mod sites;
+mod team_pages;
 mod web;

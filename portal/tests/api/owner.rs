@@ -1419,3 +1419,38 @@ async fn cleanup_removes_the_flags_and_deletion_everything_of_the_agent() {
         "signed in, with no site left"
     );
 }
+
+#[tokio::test]
+async fn the_owner_page_shows_who_looks_after_the_site() {
+    let h = harness().await;
+    let (_, cookie) = owned_site(&h).await;
+    let set = h
+        .op(
+            Method::PUT,
+            "/api/v1/branding",
+            Some(json!({
+                "name": "Acme <Networks>",
+                "contact_phone": "+351 21 000 0000",
+                "contact_email": "help@acme.example"
+            })),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{:?}", set.body);
+    let (status, logo) = crate::branding::upload(&h, crate::branding::png(30, 30)).await;
+    assert_eq!(status, StatusCode::OK);
+    let logo = logo["logo"].as_str().unwrap().to_owned();
+    let page = home(&h, &cookie).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.text
+            .contains("Looked after by <strong>Acme &lt;Networks&gt;</strong>"),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text.contains("+351 21 000 0000") && page.text.contains("mailto:help@acme.example")
+    );
+    assert!(page.text.contains(&format!("src=\"{logo}\"")));
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("img-src 'self'"), "{csp}");
+}

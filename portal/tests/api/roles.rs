@@ -324,37 +324,172 @@ async fn web_pages_lists_every_staff_page_of_the_web_router() {
     }
 }
 
-/// The walk trusts each route's declared action; the people routes' actions are pinned here, as the
-/// issue names them, so a route declaring a weaker one fails.
+/// The walk trusts each route's declared action, so every route's access is pinned here (as the issue and
+/// the role table name them): a route declaring a weaker action, or a new route nobody pinned, fails.
 #[test]
-fn the_people_routes_declare_the_actions_of_the_issue() {
+fn every_route_declares_the_pinned_access() {
     use Action as A;
     let expected = [
-        ("get", "/users", A::UsersRead),
-        ("post", "/users", A::UsersManage),
-        ("get", "/users/me", A::SelfRead),
-        ("patch", "/users/{id}", A::UsersManage),
-        ("delete", "/users/{id}", A::UsersManage),
-        ("post", "/users/{id}/sign-out", A::UsersManage),
-        ("get", "/tokens", A::SelfRead),
-        ("post", "/tokens", A::SelfEdit),
-        ("delete", "/tokens/{id}", A::SelfEdit),
-        ("get", "/groups", A::GroupsRead),
-        ("post", "/groups", A::GroupsManage),
-        ("patch", "/groups/{id}", A::GroupsManage),
-        ("delete", "/groups/{id}", A::GroupsManage),
-        ("put", "/groups/{id}/users", A::GroupsManage),
-        ("put", "/agents/{id}/group", A::AgentsMove),
-        ("get", "/support-grants", A::GrantsManage),
-        ("post", "/support-grants", A::GrantsManage),
-        ("delete", "/support-grants/{id}", A::GrantsManage),
+        ("get", "/openapi.json", Access::Public),
+        ("post", "/activate", Access::Public),
+        ("get", "/agent/status", Access::Agent),
+        ("get", "/agents", Access::Staff(A::AgentsRead)),
+        ("get", "/agents.csv", Access::Staff(A::AgentsRead)),
+        ("get", "/agents/{id}", Access::Staff(A::AgentsRead)),
+        ("patch", "/agents/{id}", Access::Staff(A::AgentsEdit)),
+        ("delete", "/agents/{id}", Access::Staff(A::AgentsLifecycle)),
+        (
+            "post",
+            "/agents/{id}/cleanup",
+            Access::Staff(A::AgentsLifecycle),
+        ),
+        (
+            "post",
+            "/agents/{id}/deactivate",
+            Access::Staff(A::AgentsLifecycle),
+        ),
+        (
+            "post",
+            "/agents/{id}/reactivate",
+            Access::Staff(A::AgentsLifecycle),
+        ),
+        (
+            "post",
+            "/agents/{id}/extend",
+            Access::Staff(A::AgentsLifecycle),
+        ),
+        (
+            "post",
+            "/agents/{id}/renewal",
+            Access::Staff(A::RenewalsDecide),
+        ),
+        ("get", "/agents/{id}/history", Access::Staff(A::AgentsRead)),
+        ("get", "/agents/{id}/data", Access::Staff(A::AgentsRead)),
+        ("get", "/agents/{id}/site", Access::Staff(A::AgentsRead)),
+        ("put", "/agents/{id}/site", Access::Staff(A::AgentsEdit)),
+        ("get", "/agents/{id}/devices", Access::Staff(A::AgentsRead)),
+        ("get", "/agents/{id}/events", Access::Staff(A::AgentsRead)),
+        (
+            "get",
+            "/agents/{id}/devices/{device}",
+            Access::Staff(A::AgentsRead),
+        ),
+        (
+            "post",
+            "/agents/{id}/devices/{device}/block",
+            Access::Staff(A::AgentsControl),
+        ),
+        (
+            "post",
+            "/agents/{id}/devices/{device}/unblock",
+            Access::Staff(A::AgentsControl),
+        ),
+        (
+            "post",
+            "/agents/{id}/devices/{device}/power",
+            Access::Staff(A::AgentsControl),
+        ),
+        (
+            "put",
+            "/agents/{id}/devices/{device}/power-outlet",
+            Access::Staff(A::AgentsEdit),
+        ),
+        (
+            "get",
+            "/agents/{id}/devices/{device}/power-outlet",
+            Access::Staff(A::AgentsRead),
+        ),
+        (
+            "delete",
+            "/agents/{id}/devices/{device}/power-outlet",
+            Access::Staff(A::AgentsEdit),
+        ),
+        (
+            "post",
+            "/agents/{id}/commands",
+            Access::Staff(A::AgentsControl),
+        ),
+        ("get", "/agents/{id}/commands", Access::Staff(A::AgentsRead)),
+        (
+            "get",
+            "/agents/{id}/commands/{cid}",
+            Access::Staff(A::AgentsRead),
+        ),
+        ("put", "/agents/{id}/owner", Access::Staff(A::AgentsEdit)),
+        ("get", "/agents/{id}/owner", Access::Staff(A::AgentsRead)),
+        (
+            "put",
+            "/agents/{id}/devices/{device}/owner-flags",
+            Access::Staff(A::AgentsEdit),
+        ),
+        (
+            "get",
+            "/agents/{id}/devices/{device}/owner-flags",
+            Access::Staff(A::AgentsRead),
+        ),
+        ("get", "/owner/devices", Access::Owner),
+        (
+            "post",
+            "/owner/agents/{id}/devices/{device}/block",
+            Access::Owner,
+        ),
+        (
+            "post",
+            "/owner/agents/{id}/devices/{device}/unblock",
+            Access::Owner,
+        ),
+        (
+            "post",
+            "/owner/agents/{id}/devices/{device}/power",
+            Access::Owner,
+        ),
+        ("get", "/history", Access::Staff(A::HistoryRead)),
+        ("get", "/branding", Access::Staff(A::SelfRead)),
+        ("put", "/branding", Access::Staff(A::BrandingManage)),
+        ("put", "/branding/logo", Access::Staff(A::BrandingManage)),
+        ("delete", "/branding/logo", Access::Staff(A::BrandingManage)),
+        ("get", "/users", Access::Staff(A::UsersRead)),
+        ("post", "/users", Access::Staff(A::UsersManage)),
+        ("get", "/users/me", Access::Staff(A::SelfRead)),
+        ("patch", "/users/{id}", Access::Staff(A::UsersManage)),
+        ("delete", "/users/{id}", Access::Staff(A::UsersManage)),
+        (
+            "post",
+            "/users/{id}/sign-out",
+            Access::Staff(A::UsersManage),
+        ),
+        ("get", "/tokens", Access::Staff(A::SelfRead)),
+        ("post", "/tokens", Access::Staff(A::SelfEdit)),
+        ("delete", "/tokens/{id}", Access::Staff(A::SelfEdit)),
+        ("get", "/groups", Access::Staff(A::GroupsRead)),
+        ("post", "/groups", Access::Staff(A::GroupsManage)),
+        ("patch", "/groups/{id}", Access::Staff(A::GroupsManage)),
+        ("delete", "/groups/{id}", Access::Staff(A::GroupsManage)),
+        ("put", "/groups/{id}/users", Access::Staff(A::GroupsManage)),
+        ("put", "/agents/{id}/group", Access::Staff(A::AgentsMove)),
+        ("get", "/support-grants", Access::Staff(A::GrantsManage)),
+        ("post", "/support-grants", Access::Staff(A::GrantsManage)),
+        (
+            "delete",
+            "/support-grants/{id}",
+            Access::Staff(A::GrantsManage),
+        ),
+        ("post", "/activation-codes", Access::Staff(A::CodesCreate)),
+        ("put", "/dev/clock", Access::Staff(A::UsersManage)),
     ];
-    let table = access_table(ApiOptions { dev_clock: false });
-    for (method, path, action) in expected {
-        let found = table
+    let table = access_table(ApiOptions { dev_clock: true });
+    for (method, path, access) in &table {
+        let pinned = expected
             .iter()
-            .find(|(m, p, _)| *m == method && *p == path)
-            .unwrap_or_else(|| panic!("{method} {path} is not routed"));
-        assert_eq!(found.2, Access::Staff(action), "{method} {path}");
+            .find(|(m, p, _)| m == method && p == path)
+            .unwrap_or_else(|| {
+                panic!("{method} {path} is routed but not pinned here; pin its access")
+            });
+        assert_eq!(pinned.2, *access, "{method} {path}");
     }
+    assert_eq!(
+        table.len(),
+        expected.len(),
+        "a pinned route is no longer routed"
+    );
 }

@@ -591,3 +591,33 @@ async fn the_agent_page_sets_the_owner_and_shows_the_invitation_once() {
         history.body
     );
 }
+
+#[tokio::test]
+async fn failed_sign_ins_of_a_member_are_in_the_company_history_with_their_address() {
+    let h = with_operator().await;
+    for email in [EMAIL, "nobody@example.com"] {
+        let page = request(
+            &h,
+            Method::POST,
+            "/sign-in",
+            Req {
+                form: Some(form(&[("email", email), ("password", "not the password")])),
+                from: Some("192.0.2.9".parse().unwrap()),
+                ..Req::default()
+            },
+        )
+        .await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    }
+    let history = h
+        .op(Method::GET, "/api/v1/history?action=sign-in-failed", None)
+        .await;
+    let entries = history.body["entries"].as_array().unwrap();
+    assert_eq!(
+        entries.len(),
+        1,
+        "only the member's failure is the company's: {entries:?}"
+    );
+    assert_eq!(entries[0]["actor"], "user:tech");
+    assert_eq!(entries[0]["address"], "192.0.2.9");
+}

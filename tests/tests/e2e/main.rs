@@ -7,6 +7,7 @@ mod discovery;
 mod isolation;
 mod lifecycle;
 mod mqtt;
+mod people;
 mod resilience;
 mod subscription;
 mod systemd;

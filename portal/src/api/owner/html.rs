@@ -24,6 +24,7 @@ header{display:flex;justify-content:space-between;align-items:center;gap:1rem}\
 ul{list-style:none;padding:0;margin:0}\
 li{border:1px solid #8884;border-radius:.6rem;padding:.7rem;margin:.5rem 0}\
 .meta{display:block;font-size:.9rem;opacity:.8}\
+.brand img.logo{max-width:12rem;max-height:4rem;display:block;margin:.3rem 0}\
 .actions{display:flex;flex-wrap:wrap;gap:.4rem;margin-top:.5rem}\
 form.inline{display:inline}\
 button,input{font:inherit;min-height:2.75rem;border-radius:.5rem}\
@@ -74,7 +75,7 @@ pub fn respond(status: StatusCode, html: String) -> Response {
         (CACHE_CONTROL, "no-store"),
         (
             CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; \
              frame-ancestors 'none'; base-uri 'none'",
         ),
         (X_FRAME_OPTIONS, "DENY"),
@@ -261,6 +262,46 @@ fn device_html(out: &mut String, csrf: &str, site: &str, d: &OwnerDevice) {
 }
 
 /// The owner's home: every site, its visible devices and the buttons the flags allow.
+/// Who looks after a site: the company's logo, name and contact details.
+fn branding_html(out: &mut String, b: &crate::store::branding::BrandingRow) {
+    out.push_str("<div class=\"brand\">");
+    if let Some(key) = &b.logo_key {
+        let _ = write!(
+            out,
+            "<img class=\"logo\" src=\"{}\" alt=\"{} logo\">",
+            escape(&crate::app::branding::logo_path(key)),
+            escape(&b.details.name)
+        );
+    }
+    let d = &b.details;
+    let _ = write!(
+        out,
+        "<p class=\"meta\">Looked after by <strong>{}</strong>",
+        escape(&d.name)
+    );
+    if !d.contact_phone.is_empty() {
+        let _ = write!(out, " · {}", escape(&d.contact_phone));
+    }
+    if !d.contact_email.is_empty() {
+        let _ = write!(
+            out,
+            " · <a href=\"mailto:{0}\">{0}</a>",
+            escape(&d.contact_email)
+        );
+    }
+    if !d.website.is_empty() {
+        let _ = write!(
+            out,
+            " · <a href=\"{0}\" rel=\"noopener noreferrer\">{0}</a>",
+            escape(&d.website)
+        );
+    }
+    if !d.address.is_empty() {
+        let _ = write!(out, "<br>{}", escape(&d.address).replace('\n', "<br>"));
+    }
+    out.push_str("</p></div>");
+}
+
 pub fn home_page(email: &str, csrf: &str, sites: &[OwnerSite], notice: Option<&Notice>) -> String {
     let mut body = format!(
         "<header><h1>Your devices</h1>\
@@ -280,6 +321,9 @@ pub fn home_page(email: &str, csrf: &str, sites: &[OwnerSite], notice: Option<&N
             "<section><h2>{} <span class=\"badge\">{state}</span></h2>",
             escape(&site.name)
         );
+        if let Some(b) = &site.branding {
+            branding_html(&mut body, b);
+        }
         if !site.enabled {
             body.push_str(
                 "<p>Access to this site is switched off; ask your installer to switch it on.</p>",

@@ -51,10 +51,19 @@ pub fn router(app: App) -> Router {
         .route("/owner/devices/{agent}/{device}/block", post(block))
         .route("/owner/devices/{agent}/{device}/unblock", post(unblock))
         .route("/owner/devices/{agent}/{device}/power", post(power))
+        .route("/branding/logo/{key}", get(logo))
         .with_state(PagesState {
             app,
             limiter: Arc::new(SignInLimiter::default()),
         })
+}
+
+/// A company's logo, shown on the owner pages (public under its random key).
+async fn logo(
+    State(state): State<PagesState>,
+    axum::extract::Path(key): axum::extract::Path<String>,
+) -> axum::response::Response {
+    crate::api::branding::logo(&state.app, &key).await
 }
 
 #[derive(Debug, Deserialize)]
