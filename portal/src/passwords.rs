@@ -4,26 +4,25 @@
 //! PHC string `$argon2id$v=19$m=..,t=..,p=..$<salt>$<hash>`; [`check_new_password`] is the policy for a new
 //! password (length and a zxcvbn score).
 //!
-//! Legacy (site owners): PBKDF2-HMAC-SHA256 with a random 16-byte salt, stored as
-//! `pbkdf2-sha256$<iterations>$<salt>$<hash>` (salt and hash base64 without padding), so the cost can rise
-//! later without invalidating stored hashes; [`verify_any`] still reads these and [`needs_rehash`] flags
-//! them. Comparison is constant-time. Hashing is deliberately slow: call it off the async runtime
-//! (`spawn_blocking`, as [`check_password`] does).
+//! Legacy (site owners' accounts from before they moved to Argon2id): PBKDF2-HMAC-SHA256 with a random
+//! 16-byte salt, stored as `pbkdf2-sha256$<iterations>$<salt>$<hash>` (salt and hash base64 without
+//! padding); [`verify_any`] still reads these and [`needs_rehash`] flags them, so an owner's next sign-in
+//! replaces the value with an Argon2id one. Comparison is constant-time. Hashing is deliberately slow: call
+//! it off the async runtime (`spawn_blocking`, as [`check_password`] does).
 
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 
-/// OWASP's 2023 recommendation for PBKDF2-HMAC-SHA256.
-pub const DEFAULT_ITERATIONS: u32 = 600_000;
-/// The lowest cost [`hash`] accepts (tests lower the cost to this).
+/// The lowest cost [`hash`] accepts.
 pub const MIN_ITERATIONS: u32 = 1_000;
 
 const SCHEME: &str = "pbkdf2-sha256";
 const SALT_LEN: usize = 16;
 const HASH_LEN: usize = 32;
 
-/// The stored form of `password` (at least [`MIN_ITERATIONS`] iterations).
+/// The legacy stored form of `password` (at least [`MIN_ITERATIONS`] iterations). Nothing stores new
+/// hashes this way any more; tests use it to make the values older owner accounts still hold.
 pub fn hash(password: &str, iterations: u32) -> String {
     let iterations = iterations.max(MIN_ITERATIONS);
     let mut salt = [0u8; SALT_LEN];
@@ -64,31 +63,6 @@ pub fn verify(password: &str, stored: &str) -> bool {
         .zip(expected.iter())
         .fold(0u8, |acc, (a, b)| acc | (a ^ b))
         == 0
-}
-
-/// Spends about the time of one [`verify`] against a hash of `iterations`, matching nothing: used when
-/// the account does not exist, so timing does not tell which emails have one.
-pub fn waste_time(password: &str, iterations: u32) {
-    let _ = derive(password, &[0u8; SALT_LEN], iterations.max(MIN_ITERATIONS));
-}
-
-/// A sign-in's password check, off the async runtime: whether `password` matches the account's `stored`
-/// hash; without an account, the same work is spent ([`waste_time`] at `iterations`) and the answer is
-/// `false`, so an unknown account and a wrong password take as long. Errs only when the blocking task fails.
-pub async fn check_sign_in(
-    password: &str,
-    stored: Option<String>,
-    iterations: u32,
-) -> Result<bool, tokio::task::JoinError> {
-    let password = password.to_owned();
-    tokio::task::spawn_blocking(move || match stored {
-        Some(stored) => verify(&password, &stored),
-        None => {
-            waste_time(&password, iterations);
-            false
-        }
-    })
-    .await
 }
 
 fn derive(password: &str, salt: &[u8], iterations: u32) -> [u8; HASH_LEN] {

@@ -33,7 +33,6 @@ pub mod two_factor;
 pub mod users;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -219,9 +218,7 @@ struct Inner {
     deps: Deps,
     /// Waiters for command acknowledgements, by command id.
     waiters: Mutex<HashMap<u64, Arc<Notify>>>,
-    /// PBKDF2 cost of new owner passwords (see `owner_auth`).
-    owner_password_iterations: AtomicU32,
-    /// Argon2id cost of users' passwords (tests lower it).
+    /// Argon2id cost of users' and owners' passwords (tests lower it).
     password_cost: Mutex<crate::passwords::PasswordCost>,
 }
 
@@ -231,7 +228,6 @@ impl App {
             inner: Arc::new(Inner {
                 deps,
                 waiters: Mutex::new(HashMap::new()),
-                owner_password_iterations: AtomicU32::new(crate::passwords::DEFAULT_ITERATIONS),
                 password_cost: Mutex::new(crate::passwords::PasswordCost::default()),
             }),
         }

@@ -10,8 +10,6 @@
 //!   session's CSRF token is derived from the session token ([`csrf_token`]), so it needs no storage and
 //!   cannot be computed without the cookie.
 
-use std::sync::atomic::Ordering;
-
 use chrono::{DateTime, Utc};
 use outpost_cloud_link::AgentId;
 use tracing::info;
@@ -113,23 +111,13 @@ pub fn check_password(password: &str, confirm: &str) -> Result<(), OwnerError> {
 }
 
 impl App {
-    /// Sets the PBKDF2 cost of new owner passwords (default [`passwords::DEFAULT_ITERATIONS`]; tests lower
-    /// it, since an unoptimized build takes seconds per hash). Stored hashes keep their own cost.
-    pub fn set_owner_password_iterations(&self, iterations: u32) {
-        self.inner
-            .owner_password_iterations
-            .store(iterations.max(passwords::MIN_ITERATIONS), Ordering::Relaxed);
-    }
-
-    pub(super) fn password_iterations(&self) -> u32 {
-        self.inner.owner_password_iterations.load(Ordering::Relaxed)
-    }
-
+    /// An owner's password hashed like users' (Argon2id at [`App::password_cost`]).
     async fn hash_password(&self, password: String) -> Result<String, OwnerError> {
-        let iterations = self.password_iterations();
-        tokio::task::spawn_blocking(move || passwords::hash(&password, iterations))
+        let cost = self.password_cost();
+        tokio::task::spawn_blocking(move || passwords::hash_argon2(&password, cost))
             .await
-            .map_err(|e| OwnerError::Internal(format!("password hashing task failed: {e}")))
+            .map_err(|e| OwnerError::Internal(format!("password hashing task failed: {e}")))?
+            .map_err(|e| OwnerError::Internal(format!("password hashing failed: {e}")))
     }
 
     /// Makes an invitation link for `email` to `agent` (inside the caller's transaction).
@@ -256,15 +244,22 @@ impl App {
             Err(_) => None,
         };
         let stored = account.as_ref().map(|a| a.password_hash.clone());
-        let matches = passwords::check_sign_in(password, stored, self.password_iterations())
+        let cost = self.password_cost();
+        let matches = passwords::check_password(password, stored, cost)
             .await
-            .map_err(|e| OwnerError::Internal(format!("password check task failed: {e}")))?;
+            .map_err(|e| OwnerError::Internal(format!("password check failed: {e}")))?;
         let Some(account) = account.filter(|_| matches) else {
             info!("owner sign-in refused: unknown email or wrong password");
             return Err(OwnerError::BadSignIn);
         };
         let now = self.now();
         let mut conn = self.store().conn().await?;
+        if passwords::needs_rehash(&account.password_hash, cost) {
+            // A PBKDF2 hash from before owners used Argon2id: replace it now that the password is known.
+            let hash = self.hash_password(password.to_owned()).await?;
+            owners::set_account_password(&mut conn, &account.email, &hash, now).await?;
+            info!(owner = account.id, "owner password rehashed with Argon2id");
+        }
         let session = self
             .start_session(&mut conn, account.id, &account.email, now)
             .await?;

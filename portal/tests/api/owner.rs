@@ -76,11 +76,9 @@ fn segments() -> Vec<Segment> {
     ]
 }
 
-/// A harness whose owner passwords hash fast (an unoptimized build takes seconds at the real cost).
+/// A harness (its password cost is the test cost, so owner passwords hash fast).
 async fn harness() -> Harness {
-    let h = Harness::new().await;
-    h.app.set_owner_password_iterations(1_000);
-    h
+    Harness::new().await
 }
 
 /// An activated, connected agent on `platform` with the four devices.
@@ -673,6 +671,47 @@ async fn sign_in_answers_the_same_for_an_unknown_email_and_a_wrong_password() {
     assert_eq!(ok.status, StatusCode::SEE_OTHER);
     assert_eq!(ok.location(), "/owner");
     assert_eq!(home(&h, &ok.session()).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_legacy_pbkdf2_password_still_signs_in_and_is_rehashed_with_argon2id() {
+    let h = harness().await;
+    owned_site(&h).await;
+    let legacy =
+        outpost_portal::passwords::hash(PASSWORD, outpost_portal::passwords::MIN_ITERATIONS);
+    let stored = |h: &Harness| {
+        let store = h.app.store().clone();
+        async move {
+            let mut conn = store.conn().await.unwrap();
+            owners::account_by_email(&mut conn, OWNER)
+                .await
+                .unwrap()
+                .unwrap()
+                .password_hash
+        }
+    };
+    {
+        let mut conn = h.app.store().conn().await.unwrap();
+        owners::set_account_password(&mut conn, OWNER, &legacy, h.app.now())
+            .await
+            .unwrap();
+    }
+    let here = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let wrong = sign_in(&h, OWNER, "not-the-password", here).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(stored(&h).await, legacy, "a failed sign-in changes nothing");
+    let ok = sign_in(&h, OWNER, PASSWORD, here).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.text);
+    let now = stored(&h).await;
+    assert!(now.starts_with("$argon2id$"), "{now}");
+    assert!(outpost_portal::passwords::verify_any(PASSWORD, &now));
+    let again = sign_in(&h, OWNER, PASSWORD, here).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        stored(&h).await,
+        now,
+        "an Argon2id value of the current cost stays"
+    );
 }
 
 #[tokio::test]
