@@ -54,6 +54,7 @@ pub mod secrets;
 pub mod site;
 pub mod store;
 pub mod sweeper;
+pub mod time_zone;
 pub mod totp;
 pub mod trusted_device;
 pub mod web;

@@ -21,35 +21,15 @@ use crate::store::StoreError;
 /// The time formats a person may choose.
 pub const TIME_FORMATS: [&str; 2] = ["24h", "12h"];
 
-/// A time zone as the account keeps it: `UTC` or a fixed offset `+HH:MM`/`-HH:MM` (at most 14 hours).
+/// A time zone as the account keeps it: `UTC`, a fixed offset `+HH:MM`/`-HH:MM` (at most 14 hours) or an
+/// IANA name in its canonical spelling ([`crate::time_zone::Zone`]).
 pub fn validate_time_zone(raw: &str) -> Result<String, OpError> {
-    let zone = raw.trim();
-    if zone.eq_ignore_ascii_case("utc") || zone == "+00:00" || zone == "-00:00" {
-        return Ok("UTC".into());
-    }
-    let invalid = || {
-        OpError::Invalid {
-        field: "time_zone",
-        message: format!(
-            "{zone:?} is not a time zone this portal knows; give UTC or an offset like +02:00 or -05:30"
-        ),
-    }
-    };
-    let b = zone.as_bytes();
-    if b.len() != 6 || !matches!(b[0], b'+' | b'-') || b[3] != b':' {
-        return Err(invalid());
-    }
-    let hours: u32 = zone[1..3].parse().map_err(|_| invalid())?;
-    let minutes: u32 = zone[4..6].parse().map_err(|_| invalid())?;
-    if !zone[1..3].bytes().all(|c| c.is_ascii_digit())
-        || !zone[4..6].bytes().all(|c| c.is_ascii_digit())
-        || hours > 14
-        || minutes >= 60
-        || (hours == 14 && minutes > 0)
-    {
-        return Err(invalid());
-    }
-    Ok(zone.to_owned())
+    crate::time_zone::Zone::parse(raw)
+        .map(|zone| zone.stored())
+        .map_err(|e| OpError::Invalid {
+            field: "time_zone",
+            message: e.to_string(),
+        })
 }
 
 /// A time format the account may keep.
@@ -432,39 +412,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn time_zones_are_utc_or_fixed_offsets() {
-        for (given, kept) in [
-            ("UTC", "UTC"),
-            (" utc ", "UTC"),
-            ("+00:00", "UTC"),
-            ("+02:00", "+02:00"),
-            ("-05:30", "-05:30"),
-            ("+14:00", "+14:00"),
-        ] {
-            assert_eq!(validate_time_zone(given).unwrap(), kept, "{given}");
-        }
-        for bad in [
-            "",
-            "Europe/Paris",
-            "+2:00",
-            "+02:60",
-            "+15:00",
-            "+14:30",
-            "02:00",
-            "+0a:00",
-            "+02-00",
-            "+٠٢:00",
-        ] {
-            assert!(
-                matches!(
-                    validate_time_zone(bad),
-                    Err(OpError::Invalid {
-                        field: "time_zone",
-                        ..
-                    })
-                ),
-                "{bad}"
-            );
+    fn a_bad_time_zone_is_refused_naming_the_field() {
+        assert_eq!(validate_time_zone(" europe/rome ").unwrap(), "Europe/Rome");
+        assert_eq!(validate_time_zone("+02:00").unwrap(), "+02:00");
+        match validate_time_zone("Mars/Olympus") {
+            Err(OpError::Invalid {
+                field: "time_zone",
+                message,
+            }) => assert!(message.contains("Mars/Olympus"), "{message}"),
+            other => panic!("{other:?}"),
         }
     }
 

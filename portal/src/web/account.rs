@@ -97,11 +97,13 @@ fn set_password_page(token: &str, heading: &str, email: &str, notice: Option<&No
                 div.wide {
                     label for="password" { "New password" }
                     input #password type="password" name="password" autocomplete="new-password"
-                        minlength=(MIN_PASSWORD_CHARS) required autofocus;
+                        minlength=(MIN_PASSWORD_CHARS) required autofocus data-strength;
+                    p #strength .muted aria-live="polite" {}
                 }
             }
             div.actions { button #set-password type="submit" { "Set the password" } }
         }
+        script src="/assets/password-strength.js" defer {}
     };
     page(heading, None, notice, body)
 }
@@ -330,7 +332,11 @@ async fn account_page(
                 div {
                     label for="time_zone" { "Time zone" }
                     input #time_zone type="text" name="time_zone" value=(user.time_zone)
-                        placeholder="UTC or +02:00" pattern="[Uu][Tt][Cc]|[+-][0-9]{2}:[0-9]{2}" required;
+                        list="time-zones" placeholder="Europe/Rome, UTC or +02:00" required;
+                    datalist #time-zones {
+                        option value="UTC" {}
+                        @for name in crate::time_zone::names() { option value=(name) {} }
+                    }
                 }
             }
             div.actions { button #save-preferences type="submit" { "Save" } }
@@ -366,11 +372,13 @@ async fn account_page(
                 div {
                     label for="new_password" { "New password" }
                     input #new_password type="password" name="new_password" autocomplete="new-password"
-                        minlength=(MIN_PASSWORD_CHARS) required;
+                        minlength=(MIN_PASSWORD_CHARS) required data-strength;
+                    p #strength .muted aria-live="polite" {}
                 }
             }
             div.actions { button #change-password type="submit" { "Change the password" } }
         }
+        script src="/assets/password-strength.js" defer {}
         h2 { "Change your email address" }
         p.muted { "We mail a link to the new address; your address changes once you open it." }
         form method="post" action="/account/email/change" {

@@ -2,8 +2,9 @@
 //! Path=/`), the [`Tech`] extractor (a browser without a live session goes to the sign-in page, one that
 //! still owes its two-factor code or setup goes there; then the route's [`Required`] action is checked
 //! against the role table and an agent route's agent against the caller's scope), the CSRF check every
-//! state-changing form passes (same origin and the session's token), the sign-in rate limit, and the
-//! sign-in and sign-out routes.
+//! state-changing form passes (same origin and the session's token), the sign-in rate limits (a flat
+//! per-minute limit and growing waits after failures, per account and per address: [`super::backoff`]),
+//! and the sign-in and sign-out routes.
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{FromRequestParts, Query, RawPathParams, State};
@@ -310,7 +311,12 @@ pub async fn sign_in(
         );
     };
     let next = safe_next(form.next.as_deref()).to_owned();
-    if let Err(wait) = state.limiter.check(peer, &form.email) {
+    let now = std::time::Instant::now();
+    let limited = state
+        .backoff
+        .check(peer, &form.email, now)
+        .and_then(|()| state.limiter.check(peer, &form.email));
+    if let Err(wait) = limited {
         let secs = wait.as_secs().max(1);
         let notice = Notice::error(format!(
             "too many sign-in attempts; wait {secs} s and try again"
@@ -344,16 +350,20 @@ pub async fn sign_in(
                 Pending::Code => format!("/sign-in/code?next={}", query_value(&next)),
                 Pending::Setup => "/account/two-factor/setup".to_owned(),
             };
+            state.backoff.succeeded(&form.email);
             redirect(&to, Some(start_cookie(&token)))
         }
-        Err(OpError::BadSignIn) => html_response(
-            StatusCode::UNAUTHORIZED,
-            sign_in_page(
-                &form.email,
-                &next,
-                Some(&Notice::error(OpError::BadSignIn.to_string())),
-            ),
-        ),
+        Err(OpError::BadSignIn) => {
+            state.backoff.failed(peer, &form.email, now);
+            html_response(
+                StatusCode::UNAUTHORIZED,
+                sign_in_page(
+                    &form.email,
+                    &next,
+                    Some(&Notice::error(OpError::BadSignIn.to_string())),
+                ),
+            )
+        }
         Err(e) => internal(e),
     }
 }

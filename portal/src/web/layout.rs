@@ -158,7 +158,17 @@ pub fn page(
 
 /// An HTML answer with the pages' security headers.
 pub fn html_response(status: StatusCode, html: String) -> Response {
-    respond(status, html)
+    let mut response = respond(status, html);
+    // The owner pages' policy, plus the portal's own scripts (the password-strength hint) and their
+    // requests back to the portal.
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; script-src 'self'; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    response
 }
 
 /// A refusal or failure as a page: its status, its sentence, and a way on.
@@ -174,9 +184,10 @@ pub fn problem_page(problem: Problem, viewer: Option<Viewer<'_>>, back: (&str, &
     )
 }
 
-/// A time as pages show it: `2026-12-02 15:04 UTC`.
+/// A time as pages show it, in the signed-in user's format and zone: `2026-12-02 15:04 UTC`,
+/// `2026-12-02 05:04 PM UTC+02:00`.
 pub fn when(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M UTC").to_string()
+    super::time_prefs::format_now_prefs(t)
 }
 
 /// An optional time, or a dash.

@@ -1,10 +1,15 @@
 //! The technicians' web pages, served by the portal itself outside `/api/v1`: sign-in, the agents list
 //! (search, filters, sorting, pages, CSV export), the multi-site map, the agent page (facts, site and
 //! customer configuration, lifecycle actions, history) and the agent's devices (table, device page,
-//! block/unblock/power, owner-access flags). Server-rendered with `maud`, no JavaScript; every
+//! block/unblock/power, owner-access flags), the team, account and two-factor pages, branding.
+//! Server-rendered with `maud`; the only script is the optional password-strength hint. Every
 //! state-changing form carries the session's CSRF token.
 //!
-//! - [`auth`]: the session cookie, the [`auth::Tech`] extractor, sign-in and sign-out.
+//! - [`auth`]: the session cookie, the [`auth::Tech`] extractor, sign-in and sign-out; [`backoff`]:
+//!   growing waits after failed sign-ins; [`time_prefs`]: times in the user's format and zone.
+//! - [`account`]: password links, forgot password, the account page; [`two_factor`]: 2FA setup, the
+//!   sign-in code, trusted devices; [`strength`]: the live password-strength hint; [`branding`]: the
+//!   company's name, contacts and logo.
 //! - [`layout`]: the page frame, stylesheet and shared pieces.
 //! - [`agents`]: the list, its CSV export and the map page; [`map`]: the SVG world map.
 //! - [`agent`]: one agent; [`site_form`]: its site configuration form and place on the map;
@@ -19,6 +24,7 @@ pub mod account;
 pub mod agent;
 pub mod agents;
 pub mod auth;
+pub mod backoff;
 pub mod branding;
 pub mod devices;
 pub mod grants;
@@ -29,7 +35,9 @@ pub mod map;
 pub mod owner_form;
 pub mod renewal;
 pub mod site_form;
+pub mod strength;
 pub mod team;
+pub mod time_prefs;
 pub mod tokens;
 pub mod two_factor;
 
@@ -49,6 +57,7 @@ use crate::app::App;
 pub struct WebState {
     pub app: App,
     pub limiter: Arc<SignInLimiter>,
+    pub backoff: Arc<backoff::FailureBackoff>,
 }
 
 async fn home() -> axum::response::Response {
@@ -147,10 +156,17 @@ pub fn router(app: App) -> Router {
     use axum::routing::get as g;
     use axum::routing::post as p;
     let s = staff;
+    let state = WebState {
+        app,
+        limiter: Arc::new(SignInLimiter::default()),
+        backoff: Arc::new(backoff::FailureBackoff::default()),
+    };
     Router::new()
         .route("/", get(home))
         .route("/sign-in", get(auth::sign_in_form).post(auth::sign_in))
         .route("/sign-out", post(auth::sign_out))
+        .route("/account/password/strength", post(strength::check))
+        .route("/assets/password-strength.js", get(strength::script))
         .route("/agents", s("/agents", A::AgentsRead, g(agents::list)))
         .route(
             "/agents.csv",
@@ -379,8 +395,9 @@ pub fn router(app: App) -> Router {
             "/branding/logo/delete",
             s("/branding", A::BrandingManage, p(branding::remove_logo)),
         )
-        .with_state(WebState {
-            app,
-            limiter: Arc::new(SignInLimiter::default()),
-        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            time_prefs::scope,
+        ))
+        .with_state(state)
 }

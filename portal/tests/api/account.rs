@@ -589,14 +589,24 @@ async fn the_account_page_changes_preferences_and_password_and_ends_other_sessio
             ("csrf", &csrf),
             ("name", "Ana A"),
             ("time_format", "12h"),
-            ("time_zone", "-05:30"),
+            ("time_zone", " america/new_york "),
         ],
     )
     .await;
     assert_eq!(saved.location(), "/account?ok=preferences");
     let page = get(&h, "/account", &cookie).await;
-    assert!(page.text.contains("value=\"-05:30\""));
+    assert!(
+        page.text.contains("value=\"America/New_York\""),
+        "{}",
+        page.text
+    );
     assert!(page.text.contains("value=\"12h\" selected"));
+    // The sessions' times (the harness clock: 2026-01-15 12:00 UTC) in the chosen zone and format.
+    assert!(
+        page.text.contains("2026-01-15 07:00 AM EST"),
+        "{}",
+        page.text
+    );
     let no_csrf = post(&h, "/account/preferences", Some(&cookie), &[("name", "X")]).await;
     assert_eq!(no_csrf.status, StatusCode::FORBIDDEN);
 
@@ -845,4 +855,103 @@ async fn with_a_mail_server_reset_and_email_change_links_arrive_and_work() {
         .contains("ana.new@example.com"));
     let again = post(&h, "/account/email", None, &[("token", &token)]).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_strength_hint_answers_for_a_link_or_a_session_only() {
+    let h = Harness::new().await;
+    let member = outpost_portal::app::users::NewMember {
+        email: "kim@example.com",
+        name: None,
+        role: Role::CompanyAdmin,
+        require_2fa: false,
+    };
+    let link = outpost_portal::app::users::bootstrap_user(
+        h.app.store(),
+        &member,
+        None,
+        None,
+        crate::harness::PUBLIC_URL,
+        h.app.now(),
+    )
+    .await
+    .unwrap();
+    let token = link.url.rsplit("token=").next().unwrap().to_owned();
+    let ask = |json: serde_json::Value, cookie: Option<String>| {
+        let h = &h;
+        async move {
+            let page = request(
+                h,
+                Method::POST,
+                "/account/password/strength",
+                Req {
+                    json: Some(json),
+                    cookie: cookie.as_deref(),
+                    ..Req::default()
+                },
+            )
+            .await;
+            (page.status, page.json())
+        }
+    };
+    let (status, weak) = ask(
+        serde_json::json!({ "password": "kim@example.com1", "token": token }),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        weak["ok"], false,
+        "the account's own email scores low: {weak}"
+    );
+    assert!(
+        weak["message"]
+            .as_str()
+            .unwrap()
+            .contains("too easy to guess"),
+        "{weak}"
+    );
+    let (_, short) = ask(
+        serde_json::json!({ "password": "abc", "token": token }),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (short["ok"].as_bool(), short["score"].is_null()),
+        (Some(false), true)
+    );
+    let (_, strong) = ask(
+        serde_json::json!({ "password": "lantern-quarry-mosaic-41", "token": token }),
+        None,
+    )
+    .await;
+    assert_eq!(strong["ok"], true, "{strong}");
+    assert!(strong["score"].as_u64().unwrap() >= 3);
+    for (body, cookie) in [
+        (
+            serde_json::json!({ "password": "x", "token": "bogus" }),
+            None,
+        ),
+        (serde_json::json!({ "password": "x" }), None),
+    ] {
+        let (status, _) = ask(body, cookie).await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "only a link or a session may ask"
+        );
+    }
+    let script = request(
+        &h,
+        Method::GET,
+        "/assets/password-strength.js",
+        Req::default(),
+    )
+    .await;
+    assert_eq!(script.status, StatusCode::OK);
+    assert!(script.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert!(script.text.contains("/account/password/strength"));
 }

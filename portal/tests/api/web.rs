@@ -621,3 +621,74 @@ async fn failed_sign_ins_of_a_member_are_in_the_company_history_with_their_addre
     assert_eq!(entries[0]["actor"], "user:tech");
     assert_eq!(entries[0]["address"], "192.0.2.9");
 }
+
+#[tokio::test]
+async fn pages_show_times_in_the_users_format_and_zone() {
+    let h = with_operator().await;
+    // The harness starts at 2026-01-15 12:00 UTC; the agent is activated then.
+    let id = id_of(&h.activate("clock").await);
+    let cookie = sign_in(&h).await;
+    let page = get(&h, &format!("/agents/{id}"), &cookie).await;
+    assert!(page.text.contains("2026-01-15 12:00 UTC<"), "{}", page.text);
+    let user =
+        outpost_portal::store::users::by_email(&mut h.app.store().conn().await.unwrap(), EMAIL)
+            .await
+            .unwrap()
+            .unwrap();
+    let mut conn = h.app.store().conn().await.unwrap();
+    outpost_portal::store::users::set_preferences(
+        &mut conn,
+        user.id,
+        &user.name,
+        "12h",
+        "+05:30",
+        h.app.now(),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let page = get(&h, &format!("/agents/{id}"), &cookie).await;
+    assert!(
+        page.text.contains("2026-01-15 05:30 PM UTC+05:30"),
+        "{}",
+        page.text
+    );
+    assert!(!page.text.contains("2026-01-15 12:00 UTC<"));
+}
+
+#[tokio::test]
+async fn repeated_failures_lock_the_account_out_for_a_growing_while() {
+    let h = with_operator().await;
+    let attempt = |password: &'static str, from: &'static str| {
+        let h = &h;
+        async move {
+            request(
+                h,
+                Method::POST,
+                "/sign-in",
+                Req {
+                    form: Some(form(&[("email", EMAIL), ("password", password)])),
+                    from: Some(from.parse().unwrap()),
+                    ..Req::default()
+                },
+            )
+            .await
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            attempt("wrong password", "192.0.2.1").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Even the right password, from another address, waits now: the account is locked for a while.
+    let locked = attempt(PASSWORD, "198.51.100.7").await;
+    assert_eq!(
+        locked.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        locked.text
+    );
+    assert!(locked.headers.contains_key("retry-after"));
+    assert!(locked.text.contains("too many sign-in attempts"));
+}

@@ -184,6 +184,11 @@ async fn a_technician_manages_sites_in_a_real_browser() -> Result<()> {
     browser.goto(&link).await?;
     browser.wait_for("#set-password", WAIT).await?;
     browser.fill("#password", "password123").await?;
+    // The hint under the field answers while typing (zxcvbn on the portal), before any submit.
+    browser
+        .wait_for_text("#strength", "too easy to guess", WAIT)
+        .await
+        .context("the live strength hint")?;
     browser.click("#set-password").await?;
     browser
         .wait_for_text("body", "too easy to guess", WAIT)
