@@ -774,6 +774,15 @@ async fn with_a_mail_server_reset_and_email_change_links_arrive_and_work() {
     let link = mail.links().into_iter().next().unwrap();
     let path = link.strip_prefix(PUBLIC_URL).unwrap().to_owned();
     let token = path.split("token=").nth(1).unwrap().to_owned();
+    assert!(
+        !h.database_contains(&token).await,
+        "a reset link is stored only hashed"
+    );
+    assert!(
+        h.database_contains(&outpost_portal::secrets::hash(&token))
+            .await,
+        "and its hash is what the store holds"
+    );
     let new_password = "pelican marble tundra 47 lantern";
     let set = post(
         &h,
@@ -818,6 +827,16 @@ async fn with_a_mail_server_reset_and_email_change_links_arrive_and_work() {
     )
     .await;
     let cookie = signed_in.session();
+    let (_, session_token) = cookie.split_once('=').unwrap();
+    assert!(
+        !h.database_contains(session_token).await,
+        "a session is stored only hashed"
+    );
+    assert!(
+        h.database_contains(&outpost_portal::secrets::hash(session_token))
+            .await
+    );
+    assert!(!h.database_contains(new_password).await);
     let page = get(&h, "/account", &cookie).await;
     let asked = post(
         &h,
@@ -837,6 +856,7 @@ async fn with_a_mail_server_reset_and_email_change_links_arrive_and_work() {
     let link = mail.links().into_iter().next().unwrap();
     let path = link.strip_prefix(PUBLIC_URL).unwrap().to_owned();
     let token = path.split("token=").nth(1).unwrap().to_owned();
+    assert!(!h.database_contains(&token).await);
     let confirm = request(&h, Method::GET, &path, Req::default()).await;
     assert!(
         confirm.text.contains("ana.new@example.com"),

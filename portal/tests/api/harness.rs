@@ -292,6 +292,36 @@ impl Harness {
             .await
     }
 
+    /// Whether `needle` appears in any text value of any table of the store (secrets must be stored only
+    /// hashed, so a token, link or code handed out must never be found).
+    pub async fn database_contains(&self, needle: &str) -> bool {
+        use sqlx::{Column, Row};
+        let mut conn = self.app.store().conn().await.unwrap();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        assert!(tables.len() > 10, "the store's tables: {tables:?}");
+        for table in tables {
+            let rows = sqlx::query(&format!("SELECT * FROM \"{table}\""))
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+            for row in rows {
+                for column in row.columns() {
+                    if let Ok(Some(text)) = row.try_get::<Option<String>, _>(column.ordinal()) {
+                        if text.contains(needle) {
+                            return true;
+                        }
+                    }
+                }
+            }
+        }
+        false
+    }
+
     /// The company of the harness's token (the install's only company).
     pub async fn company(&self) -> i64 {
         let mut conn = self.app.store().conn().await.unwrap();
