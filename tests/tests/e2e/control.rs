@@ -353,7 +353,7 @@ async fn a_box_blocks_and_unblocks_from_the_portal_on_real_traffic_and_keeps_blo
         assert!(
             actions
                 .iter()
-                .any(|(a, actor)| a == action && actor.starts_with("token:")),
+                .any(|(a, actor)| a == action && actor == "user:admin (token 1)"),
             "{action} with its actor in {history}"
         );
     }
