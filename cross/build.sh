@@ -48,7 +48,7 @@ for t in "${targets[@]}"; do
       qemu=(qemu-arm-static -E LD_LIBRARY_PATH=/usr/arm-linux-gnueabihf/lib) ;;
   esac
   echo "== building outpost-agent for $t"
-  cargo build --locked --release -p outpost-agent --target "$t"
+  cargo build --locked --release -p outpost-agent --bin outpost-agent --target "$t"
   bin="${CARGO_TARGET_DIR:-target}/$t/release/outpost-agent"
   if ! file "$bin" | grep -q 'statically linked\|static-pie linked'; then
     echo "cross/build.sh: $bin is not statically linked: $(file -b "$bin")" >&2

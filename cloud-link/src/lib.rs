@@ -11,6 +11,7 @@
 //! - [`control`]: device control: device ids, power outlets and actions, block records, error codes.
 //! - [`geoip`]: GeoIP self-location: City database lookups ([`geoip::GeoIpDb`]) and the `location` report.
 //! - [`backoff`]: jittered exponential reconnect backoff, pure and testable.
+//! - [`release`]: signed agent releases: the manifest, its Ed25519 signature, trusted keys and the install checks.
 //! - [`outbox`]: the agent's bounded, persistent FIFO of messages that leave only after the broker's PUBACK;
 //!   storage is a narrow trait so the agent keeps its one store module.
 #![forbid(unsafe_code)]
@@ -23,6 +24,7 @@ pub mod geoip;
 pub mod inventory;
 pub mod outbox;
 pub mod protocol;
+pub mod release;
 pub mod session;
 pub mod topics;
 
