@@ -539,7 +539,22 @@ timeout_secs = 20
     #[test]
     fn the_example_file_is_valid_and_documents_the_defaults() {
         let text = include_str!("../portal.example.toml");
-        let config = PortalConfig::from_toml(text, Path::new("/etc/outpost/portal.toml")).unwrap();
+        let path = Path::new("/etc/outpost/portal.toml");
+        // As shipped every setting is commented out: no mail.
+        let shipped = PortalConfig::from_toml(text, path).unwrap();
+        assert!(shipped.smtp.is_none() && shipped.web.public_url.is_none());
+        // With the settings' `#` removed (prose comments are `# `), it is a valid mail configuration.
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if !rest.is_empty() && !rest.starts_with([' ', '#']) => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_ne!(uncommented, text);
+        let config = PortalConfig::from_toml(&uncommented, path).unwrap();
+        assert!(config.web.public_url.is_some());
         let smtp = config.smtp.unwrap();
         assert_eq!(smtp.security, SmtpSecurity::default());
         assert_eq!(smtp.port, SmtpSecurity::default().default_port());
