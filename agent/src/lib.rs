@@ -25,6 +25,7 @@
 //! - [`control`]: the daemon's local control socket (`outpost-agent devices` of a running agent).
 //! - [`geoip`]: GeoIP self-location: the optional City database, the public address the portal tells, the
 //!   `location` report.
+//! - [`uci`]: OpenWrt's UCI file (`/etc/config/outpost`) → `agent.toml` (`config-from-uci`).
 #![deny(unsafe_code)]
 // One exception, `discovery::datalink::add_all_multicast` (PACKET_ADD_MEMBERSHIP, which no safe crate wraps).
 
@@ -46,3 +47,4 @@ pub mod power;
 pub mod runtime_status;
 pub mod state_dir;
 pub mod store;
+pub mod uci;

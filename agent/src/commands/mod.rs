@@ -6,6 +6,7 @@ pub mod devices;
 pub mod run;
 pub mod scan;
 pub mod status;
+pub mod uci;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +64,8 @@ pub enum Command {
     Devices(devices::Args),
     /// Print the documented default configuration.
     PrintConfig,
+    /// Turn OpenWrt's UCI file (/etc/config/outpost) into the agent's TOML configuration.
+    ConfigFromUci(uci::Args),
 }
 
 /// Parses the command line, runs the command, prints any error, and returns the exit status.
@@ -92,6 +95,7 @@ pub fn main() -> ExitCode {
             Command::Scan(args) => scan::scan(args).await,
             Command::Devices(args) => devices::devices(&state, args),
             Command::PrintConfig => Ok(Exit::Ok),
+            Command::ConfigFromUci(args) => uci::config_from_uci(args),
         }
     });
     // Do not wait for stray blocking work (a DNS lookup) at exit.
