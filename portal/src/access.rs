@@ -106,10 +106,14 @@ pub enum Action {
     RenewalsDecide,
     /// Change the company's name, contact details and logo.
     BrandingManage,
+    /// See the signed agent releases the portal stores (install-wide: the operator's, not a company's).
+    ReleasesRead,
+    /// Remove a stored agent release (adding one is `outpost-portal releases add`, on the portal's host).
+    ReleasesManage,
 }
 
 impl Action {
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 18] = [
         Action::AgentsRead,
         Action::AgentsEdit,
         Action::AgentsControl,
@@ -126,6 +130,8 @@ impl Action {
         Action::HistoryRead,
         Action::RenewalsDecide,
         Action::BrandingManage,
+        Action::ReleasesRead,
+        Action::ReleasesManage,
     ];
 
     /// Whether the action only reads (a read-only token may do it).
@@ -137,6 +143,7 @@ impl Action {
                 | Action::UsersRead
                 | Action::SelfRead
                 | Action::HistoryRead
+                | Action::ReleasesRead
         )
     }
 
@@ -158,6 +165,8 @@ impl Action {
             Action::HistoryRead => "history.read",
             Action::RenewalsDecide => "renewals.decide",
             Action::BrandingManage => "branding.manage",
+            Action::ReleasesRead => "releases.read",
+            Action::ReleasesManage => "releases.manage",
         }
     }
 }
@@ -315,7 +324,11 @@ mod tests {
             assert!(allowed(Role::CompanyAdmin, a), "{a:?}");
             assert_eq!(
                 allowed(Role::Supervisor, a),
-                a.reads_only() && !matches!(a, Action::UsersRead | Action::HistoryRead)
+                a.reads_only()
+                    && !matches!(
+                        a,
+                        Action::UsersRead | Action::HistoryRead | Action::ReleasesRead
+                    )
                     || a == Action::SelfEdit,
                 "{a:?}"
             );
@@ -331,6 +344,8 @@ mod tests {
             Action::GrantsManage,
             Action::HistoryRead,
             Action::BrandingManage,
+            Action::ReleasesRead,
+            Action::ReleasesManage,
         ] {
             for r in [Role::GroupAdmin, Role::Supervisor, Role::Support] {
                 assert!(!allowed(r, a), "{r} {a:?}");

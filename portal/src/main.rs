@@ -1,5 +1,5 @@
 //! `outpost-portal`: the portal daemon (`up`) and the local admin commands (`codes new`, `token new`,
-//! `users new`).
+//! `users new`, `releases add|list|remove`).
 //!
 //! Exit codes: 0 on success or a clean shutdown, 1 on any error (printed with its whole chain).
 #![forbid(unsafe_code)]
@@ -53,6 +53,11 @@ enum Command {
     Users {
         #[command(subcommand)]
         command: UsersCommand,
+    },
+    /// Signed agent releases (made with packaging/sign-release) the portal serves to agents.
+    Releases {
+        #[command(subcommand)]
+        command: ReleasesCommand,
     },
 }
 
@@ -161,6 +166,38 @@ enum UsersCommand {
         /// The portal's address in the link (default: what `up` last served, else https://localhost:8443).
         #[arg(long)]
         url: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReleasesCommand {
+    /// Store a signed release: checks the release file and that the binary has its manifest's size and
+    /// SHA-256, then prints `ID VERSION TARGET SIZE` (tab-separated).
+    Add {
+        #[arg(long)]
+        data: PathBuf,
+        /// The signed release file (`BINARY.release.json`, written by packaging/sign-release).
+        manifest: PathBuf,
+        /// The agent binary it was signed for.
+        binary: PathBuf,
+        /// Also require a valid signature by one of the `*.pub` release keys in this folder.
+        #[arg(long, value_name = "DIR")]
+        release_keys: Option<PathBuf>,
+    },
+    /// List the stored releases, newest first.
+    List {
+        #[arg(long)]
+        data: PathBuf,
+        /// Print JSON (as GET /api/v1/releases) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a stored release and its binary.
+    Remove {
+        #[arg(long)]
+        data: PathBuf,
+        /// The release's id (`releases list` shows it).
+        id: i64,
     },
 }
 
@@ -286,6 +323,7 @@ async fn main() -> std::process::ExitCode {
             };
             users_new(&data, &member, company.as_deref(), group.as_deref(), url).await
         }
+        Command::Releases { command } => releases_command(command).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -358,6 +396,102 @@ async fn users_new(
         .context("create the user")?;
     store.close().await;
     println!("{}", link.url);
+    Ok(())
+}
+
+async fn releases_command(command: ReleasesCommand) -> Result<()> {
+    use outpost_portal::app::releases;
+    match command {
+        ReleasesCommand::Add {
+            data,
+            manifest,
+            binary,
+            release_keys,
+        } => {
+            let keys = match &release_keys {
+                Some(dir) => {
+                    let keys = outpost_cloud_link::release::TrustedKeys::load_dir(dir)
+                        .context("read --release-keys")?;
+                    if keys.is_empty() {
+                        bail!(
+                            "--release-keys {} holds no *.pub key file; put the publisher's public keys there or leave --release-keys out",
+                            dir.display()
+                        );
+                    }
+                    Some(keys)
+                }
+                None => None,
+            };
+            let file_bytes = std::fs::read(&manifest).with_context(|| {
+                format!(
+                    "read the release file {} (check the path)",
+                    manifest.display()
+                )
+            })?;
+            let binary_file = std::fs::File::open(&binary).with_context(|| {
+                format!("open the binary {} (check the path)", binary.display())
+            })?;
+            let data = ensure_data_dir(&data)?;
+            let store = open_store(&data).await?;
+            let added = releases::add(
+                &store,
+                chrono::Utc::now(),
+                &file_bytes,
+                binary_file,
+                keys.as_ref(),
+                &releases::local_actor("releases add"),
+            )
+            .await;
+            store.close().await;
+            let row = added.with_context(|| format!("add the release {}", manifest.display()))?;
+            println!("{}\t{}\t{}\t{}", row.id, row.version, row.target, row.size);
+        }
+        ReleasesCommand::List { data, json } => {
+            let data = ensure_data_dir(&data)?;
+            let store = open_store(&data).await?;
+            let rows = releases::list(&store, &Default::default()).await;
+            store.close().await;
+            let rows = rows.context("list the releases")?;
+            let views: Vec<api::releases::ReleaseView> = rows.into_iter().map(Into::into).collect();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "releases": views }))?
+                );
+            } else if views.is_empty() {
+                println!("no releases stored; add one with `outpost-portal releases add`");
+            } else {
+                println!("ID\tVERSION\tTARGET\tSIZE\tROLLBACK\tSHA256\tADDED\tBY");
+                for r in views {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                        r.id,
+                        r.version,
+                        r.target,
+                        r.size,
+                        if r.rollback { "yes" } else { "no" },
+                        r.sha256,
+                        r.added_at,
+                        r.added_by
+                    );
+                }
+            }
+        }
+        ReleasesCommand::Remove { data, id } => {
+            let data = ensure_data_dir(&data)?;
+            let store = open_store(&data).await?;
+            let removed = releases::remove(
+                &store,
+                chrono::Utc::now(),
+                id,
+                &releases::local_actor("releases remove"),
+            )
+            .await;
+            store.close().await;
+            let row = removed.with_context(|| format!("remove release {id}"))?;
+            println!("removed release {id}: {} for {}", row.version, row.target);
+        }
+    }
     Ok(())
 }
 
@@ -653,6 +787,47 @@ mod tests {
             panic!("not users new")
         };
         assert_eq!(role, outpost_portal::access::Role::GroupAdmin);
+        let cli = Cli::try_parse_from([
+            "outpost-portal",
+            "releases",
+            "add",
+            "--data",
+            "d",
+            "agent.release.json",
+            "agent",
+            "--release-keys",
+            "keys",
+        ])
+        .unwrap();
+        let Command::Releases {
+            command:
+                ReleasesCommand::Add {
+                    manifest,
+                    binary,
+                    release_keys,
+                    ..
+                },
+        } = cli.command
+        else {
+            panic!("not releases add")
+        };
+        assert_eq!(manifest, Path::new("agent.release.json"));
+        assert_eq!(binary, Path::new("agent"));
+        assert_eq!(release_keys.as_deref(), Some(Path::new("keys")));
+        for args in [
+            &["releases", "list", "--data", "d", "--json"][..],
+            &["releases", "remove", "--data", "d", "7"][..],
+        ] {
+            assert!(
+                Cli::try_parse_from(std::iter::once("outpost-portal").chain(args.iter().copied()))
+                    .is_ok(),
+                "{args:?}"
+            );
+        }
+        assert!(
+            Cli::try_parse_from(["outpost-portal", "releases", "remove", "--data", "d", "x"])
+                .is_err()
+        );
         assert!(Cli::try_parse_from([
             "outpost-portal",
             "users",

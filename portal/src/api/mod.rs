@@ -1,7 +1,8 @@
 //! The HTTPS API under `/api/v1` (axum): the routes of ARCHITECTURE.md, one [`error::AppError`] for every
 //! failure, bearer tokens for operators, HTTP Basic for agents, a per-address limit on activation.
 //!
-//! - [`agent_facing`]: `POST /activate`, `GET /agent/status`.
+//! - [`agent_facing`]: `POST /activate`, `GET /agent/status`; [`releases`]: signed agent releases (the
+//!   staff list and removal, the agents' manifest and binary downloads).
 //! - [`agents`]: operator routes on agents (the list, its CSV export); [`sites`]: an agent's site
 //!   configuration; [`commands`]: commands; [`devices`]: an agent's device inventory
 //!   and device events; [`control`]: blocking, unblocking and powering a device, its outlet binding;
@@ -24,6 +25,7 @@ pub mod openapi;
 pub mod owner;
 pub mod people;
 pub mod rate_limit;
+pub mod releases;
 pub mod renewals;
 pub mod sites;
 pub mod views;
@@ -108,6 +110,20 @@ fn build(options: ApiOptions, state: Option<ApiState>) -> Routes {
     .add("get", "/openapi.json", Public, get, openapi::document)
     .add("post", "/activate", Public, post, agent_facing::activate)
     .add("get", "/agent/status", Agent, get, agent_facing::status)
+    .add(
+        "get",
+        "/agent/releases/{id}/manifest",
+        Agent,
+        get,
+        releases::manifest,
+    )
+    .add(
+        "get",
+        "/agent/releases/{id}/binary",
+        Agent,
+        get,
+        releases::binary,
+    )
     .add("get", "/agents", Staff(A::AgentsRead), get, agents::list)
     .add(
         "get",
@@ -483,6 +499,20 @@ fn build(options: ApiOptions, state: Option<ApiState>) -> Routes {
         Staff(A::CodesCreate),
         post,
         account::create_code,
+    )
+    .add(
+        "get",
+        "/releases",
+        Staff(A::ReleasesRead),
+        get,
+        releases::list,
+    )
+    .add(
+        "delete",
+        "/releases/{id}",
+        Staff(A::ReleasesManage),
+        delete,
+        releases::remove,
     );
     if options.dev_clock {
         routes.add(

@@ -25,6 +25,7 @@ pub mod location;
 pub mod members;
 pub mod owner;
 pub mod owner_auth;
+pub mod releases;
 pub mod renewals;
 pub mod session_tokens;
 pub mod sessions;

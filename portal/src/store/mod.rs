@@ -10,6 +10,7 @@
 //! - [`owners`]: owner access (each agent's owner, owner accounts, invitations, sessions, device flags).
 //! - [`sites`]: each agent's site configuration (contact, customer and contract ids, PSA, address, note).
 //! - [`credentials`]: activation codes (hashed).
+//! - [`releases`]: signed agent releases (the binaries are files under the data directory).
 //! - [`renewals`]: renewal reminders sent per agent and renewal date, and who gets them.
 //! - [`users`]: companies, users, their API tokens, single-use links and browser sessions.
 //! - [`groups`]: groups of agents and their users, support grants, and the scope they give a user.
@@ -26,6 +27,7 @@ pub mod devices;
 pub mod groups;
 pub mod history;
 pub mod owners;
+pub mod releases;
 pub mod renewals;
 pub mod reports;
 pub mod sites;

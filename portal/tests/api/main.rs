@@ -15,6 +15,7 @@ mod lifecycle;
 mod openapi;
 mod owner;
 mod people;
+mod releases;
 mod renewals;
 mod roles;
 mod search;

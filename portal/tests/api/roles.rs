@@ -55,6 +55,7 @@ struct World {
     victim_user: i64,
     victim_token: i64,
     grant: i64,
+    release: i64,
     token: String,
 }
 
@@ -102,6 +103,7 @@ async fn world(who: Who) -> World {
         )
         .await;
     assert_eq!(moved.status, StatusCode::OK, "{:?}", moved.body);
+    let release = crate::releases::add_release(&h, "1.0.0").await;
     let token = match who {
         Who::CompanyAdmin => h.token.clone(),
         Who::GroupAdmin => token_for(&h, "ga@example.com", false).await,
@@ -123,6 +125,7 @@ async fn world(who: Who) -> World {
         victim_user,
         victim_token,
         grant: grant.body["id"].as_i64().unwrap(),
+        release,
         token,
         h,
     }
@@ -140,6 +143,8 @@ fn concrete(w: &World, path: &str) -> String {
         w.victim_token.to_string()
     } else if path.starts_with("/support-grants/{id}") {
         w.grant.to_string()
+    } else if path.starts_with("/releases/{id}") || path.starts_with("/agent/releases/{id}") {
+        w.release.to_string()
     } else {
         assert!(
             !path.contains("{id}"),
@@ -333,6 +338,8 @@ fn every_route_declares_the_pinned_access() {
         ("get", "/openapi.json", Access::Public),
         ("post", "/activate", Access::Public),
         ("get", "/agent/status", Access::Agent),
+        ("get", "/agent/releases/{id}/manifest", Access::Agent),
+        ("get", "/agent/releases/{id}/binary", Access::Agent),
         ("get", "/agents", Access::Staff(A::AgentsRead)),
         ("get", "/agents.csv", Access::Staff(A::AgentsRead)),
         ("get", "/agents/{id}", Access::Staff(A::AgentsRead)),
@@ -476,6 +483,9 @@ fn every_route_declares_the_pinned_access() {
         ),
         ("post", "/activation-codes", Access::Staff(A::CodesCreate)),
         ("put", "/dev/clock", Access::Staff(A::UsersManage)),
+        // Releases are install-wide (the operator's): there is no operator role, so company admins.
+        ("get", "/releases", Access::Staff(A::ReleasesRead)),
+        ("delete", "/releases/{id}", Access::Staff(A::ReleasesManage)),
     ];
     let table = access_table(ApiOptions { dev_clock: true });
     for (method, path, access) in &table {
