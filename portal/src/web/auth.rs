@@ -182,11 +182,19 @@ pub async fn session_of(
     }
 }
 
+/// The request's session (token and session, or none) as [`super::time_prefs::scope`] already looked it up.
+#[derive(Debug, Clone)]
+pub struct SessionLookup(pub Option<(String, Session)>);
+
 impl FromRequestParts<WebState> for Tech {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, Response> {
-        let Some((token, session)) = session_of(state, &parts.headers).await? else {
+        let found = match parts.extensions.remove::<SessionLookup>() {
+            Some(SessionLookup(found)) => found,
+            None => session_of(state, &parts.headers).await?,
+        };
+        let Some((token, session)) = found else {
             return Err(to_sign_in(parts));
         };
         match session.pending {

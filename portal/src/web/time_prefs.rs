@@ -8,7 +8,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 
-use super::auth::session_of;
+use super::auth::{session_of, SessionLookup};
 use super::WebState;
 use crate::time_zone::{self, Zone};
 
@@ -45,14 +45,21 @@ pub fn format_now_prefs(t: DateTime<Utc>) -> String {
         .unwrap_or_else(|_| format(t, &TimePrefs::default()))
 }
 
-/// The middleware: the signed-in user's preferences for the rest of the request.
-pub async fn scope(State(state): State<WebState>, request: Request, next: Next) -> Response {
-    let prefs = match session_of(&state, request.headers()).await {
+/// The middleware: the signed-in user's preferences for the rest of the request. The session it looked up
+/// is left in the request's extensions ([`SessionLookup`]) so that [`super::auth::Tech`] does not look it
+/// up (and touch its `last_seen`) a second time.
+pub async fn scope(State(state): State<WebState>, mut request: Request, next: Next) -> Response {
+    let found = session_of(&state, request.headers()).await;
+    let prefs = match &found {
         Ok(Some((_, session))) => {
             TimePrefs::from_settings(&session.user.time_format, &session.user.time_zone)
         }
         _ => TimePrefs::default(),
     };
+    // A failed lookup is not kept: the extractor looks again and answers with the error page.
+    if let Ok(found) = found {
+        request.extensions_mut().insert(SessionLookup(found));
+    }
     PREFS.scope(prefs, next.run(request)).await
 }
 
