@@ -180,14 +180,28 @@ async fn sign_in(browser: &Browser, base: &str, email: &str, password: &str) -> 
     browser.fill("#email", email).await?;
     browser.fill("#password", password).await?;
     browser.click("#sign-in").await?;
-    let to = path(browser).await?;
-    if to == "/sign-in" {
-        bail!(
-            "signing in as {email} was refused: {}",
-            browser.text("main").await?
-        );
+    // The click can return before the redirect after the post has loaded: wait for the next page, or for
+    // the sign-in page's refusal.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let to = path(browser).await?;
+        if to != "/sign-in" {
+            return Ok(to);
+        }
+        if browser
+            .wait_for(".notice.error", std::time::Duration::from_millis(200))
+            .await
+            .is_ok()
+        {
+            bail!(
+                "signing in as {email} was refused: {}",
+                browser.text(".notice.error").await?
+            );
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("signing in as {email}: still on /sign-in after {WAIT:?}");
+        }
     }
-    Ok(to)
 }
 
 /// The sign-out button of the page's header.
