@@ -1,4 +1,12 @@
-//! Compiles the IEEE MAC address registries into compact binary tables for `discovery::oui`.
+//! Compiles the IEEE MAC address registries into compact binary tables for `discovery::oui`, and stamps the
+//! build with its version, target triple and (test builds only) a fault (`build_info`).
+//!
+//! Build facts (read by `src/build_info.rs`):
+//! - `OUTPOST_AGENT_VERSION`: `OUTPOST_BUILD_VERSION` from the environment, else the crate's version. The
+//!   over-the-air update tests build the agent under other versions this way.
+//! - `OUTPOST_TARGET`: the target triple being built (`check_target` of updates compares releases with it).
+//! - `OUTPOST_FAULT`: `OUTPOST_BUILD_FAULT` (`crash-at-start` or `never-connect`), empty in normal builds:
+//!   the update tests need a build that crashes at start and one that never reaches the portal.
 //!
 //! Reads `oui.csv` (MA-L, 24-bit), `mam.csv` (MA-M, 28-bit), `iab.csv` (IAB, 36-bit) and, when present,
 //! `oui36.csv` (MA-S, 36-bit) from `OUTPOST_IEEE_DIR` (default `/usr/share/ieee-data`, the Debian package
@@ -63,7 +71,43 @@ fn fail(msg: String) -> ExitCode {
     ExitCode::FAILURE
 }
 
+const FAULTS: [&str; 3] = ["", "crash-at-start", "never-connect"];
+
+/// The `cargo:rustc-env` lines of the build facts; an unknown fault is an error.
+fn build_facts() -> Result<(), String> {
+    println!("cargo:rerun-if-env-changed=OUTPOST_BUILD_VERSION");
+    println!("cargo:rerun-if-env-changed=OUTPOST_BUILD_FAULT");
+    let version = env::var("OUTPOST_BUILD_VERSION")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or_else(|| env::var("CARGO_PKG_VERSION").ok())
+        .ok_or("neither OUTPOST_BUILD_VERSION nor CARGO_PKG_VERSION is set")?;
+    if !version
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    {
+        return Err(format!(
+            "OUTPOST_BUILD_VERSION={version:?}: use MAJOR.MINOR.PATCH[-pre] ([0-9A-Za-z.-])"
+        ));
+    }
+    let target =
+        env::var("TARGET").map_err(|_| "TARGET is not set (build.rs must run under cargo)")?;
+    let fault = env::var("OUTPOST_BUILD_FAULT").unwrap_or_default();
+    if !FAULTS.contains(&fault.as_str()) {
+        return Err(format!(
+            "OUTPOST_BUILD_FAULT={fault:?}: expected crash-at-start or never-connect (test builds only), or unset"
+        ));
+    }
+    println!("cargo:rustc-env=OUTPOST_AGENT_VERSION={version}");
+    println!("cargo:rustc-env=OUTPOST_TARGET={target}");
+    println!("cargo:rustc-env=OUTPOST_FAULT={fault}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
+    if let Err(e) = build_facts() {
+        return fail(e);
+    }
     println!("cargo:rerun-if-env-changed=OUTPOST_IEEE_DIR");
     println!("cargo:rerun-if-changed=build.rs");
     let dir =

@@ -122,6 +122,64 @@ pub struct RawGeoIp {
     pub database: Option<PathBuf>,
 }
 
+/// The `[update]` table as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpdate {
+    /// The folder of the release public keys (`*.pub`) this agent trusts.
+    #[serde(default = "defaults::release_keys")]
+    pub release_keys: PathBuf,
+    /// Bytes per second for downloading an update; 0: no limit.
+    #[serde(default)]
+    pub max_download_rate: u64,
+}
+
+impl Default for RawUpdate {
+    fn default() -> Self {
+        Self {
+            release_keys: defaults::release_keys(),
+            max_download_rate: 0,
+        }
+    }
+}
+
+/// The validated `[update]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateConfig {
+    pub release_keys: PathBuf,
+    /// Bytes per second; 0: no limit.
+    pub max_download_rate: u64,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        RawUpdate::default().validate().unwrap_or(UpdateConfig {
+            release_keys: defaults::release_keys(),
+            max_download_rate: 0,
+        })
+    }
+}
+
+impl RawUpdate {
+    fn validate(self) -> Result<UpdateConfig, String> {
+        if self.release_keys.as_os_str().is_empty() {
+            return Err(
+                "update.release_keys is empty: name the folder of the trusted release keys (default /etc/outpost/release-keys)".to_owned(),
+            );
+        }
+        if self.max_download_rate != 0 && self.max_download_rate < 1024 {
+            return Err(format!(
+                "update.max_download_rate = {}: at least 1024 bytes a second, or 0 for no limit",
+                self.max_download_rate
+            ));
+        }
+        Ok(UpdateConfig {
+            release_keys: self.release_keys,
+            max_download_rate: self.max_download_rate,
+        })
+    }
+}
+
 /// The `[discovery]` table as written.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -190,6 +248,11 @@ pub struct RawConfig {
     pub power: RawPower,
     #[serde(default)]
     pub geoip: RawGeoIp,
+    #[serde(default)]
+    pub update: RawUpdate,
+    /// Settings the portal may not change (`settings::PATHS`).
+    #[serde(default)]
+    pub pinned: Vec<String>,
     #[serde(default = "defaults::heartbeat_secs")]
     pub heartbeat_secs: f64,
     #[serde(default = "defaults::outbox_max_bytes")]
@@ -206,6 +269,9 @@ pub struct RawConfig {
 
 mod defaults {
     use super::LogFormat;
+    pub fn release_keys() -> std::path::PathBuf {
+        outpost_cloud_link::release::DEFAULT_KEYS_DIR.into()
+    }
     pub fn heartbeat_secs() -> f64 {
         30.0
     }
@@ -490,6 +556,9 @@ pub struct Config {
     pub blocking: BlockingConfig,
     pub power: PowerConfig,
     pub geoip: GeoIpConfig,
+    pub update: UpdateConfig,
+    /// Settings the portal may not change (paths of `outpost_cloud_link::settings::PATHS`).
+    pub pinned: Vec<String>,
     pub heartbeat: Duration,
     pub outbox_max_bytes: u64,
     pub reconnect_initial: Duration,
@@ -507,6 +576,8 @@ impl Default for Config {
             blocking: BlockingConfig::default(),
             power: PowerConfig::default(),
             geoip: GeoIpConfig::default(),
+            update: UpdateConfig::default(),
+            pinned: Vec::new(),
             heartbeat: Duration::from_secs(30),
             outbox_max_bytes: defaults::outbox_max_bytes(),
             reconnect_initial: Duration::from_millis(500),
@@ -651,6 +722,16 @@ impl RawConfig {
         let discovery = self.discovery.validate().map_err(invalid)?;
         let blocking = self.blocking.validate().map_err(invalid)?;
         let power = self.power.validate().map_err(invalid)?;
+        let update = self.update.validate().map_err(invalid)?;
+        let paths = outpost_cloud_link::settings::PATHS;
+        for p in &self.pinned {
+            if !paths.contains(&p.as_str()) {
+                return Err(invalid(format!(
+                    "pinned: {p:?} is not a setting the portal manages; one of {}",
+                    paths.join(", ")
+                )));
+            }
+        }
         Ok(Config {
             platform: self.platform,
             interfaces,
@@ -658,6 +739,8 @@ impl RawConfig {
             blocking,
             power,
             geoip: self.geoip.validate(),
+            update,
+            pinned: self.pinned,
             heartbeat,
             outbox_max_bytes: self.outbox_max_bytes,
             reconnect_initial,

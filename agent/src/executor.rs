@@ -1,7 +1,8 @@
 //! Runs the portal's commands at most once each: decode, dedupe by id (recorded in sled before running, so
 //! also across restarts), run, record the outcome. The caller queues the returned outcome as an `Ack`.
 //!
-//! Device-control commands (block, unblock, power) take seconds and talk to the network: they are handed
+//! Device-control commands (block, unblock, power), updates, settings, restarts and diagnostics take seconds
+//! or need the link's state and talk to the network: they are handed
 //! back as [`Handled::Deferred`] once recorded as started; the caller runs them off its loop and records
 //! their outcome with [`Executor::finish`].
 
@@ -132,9 +133,14 @@ impl Executor<'_> {
         let outcome = match cmd {
             Command::Ping => Outcome::Done,
             // Handed back by `handle` before it gets here.
-            Command::Block { .. } | Command::Unblock { .. } | Command::Power { .. } => {
-                Outcome::failed(format!("{kind} cannot run inline"))
-            }
+            Command::Block { .. }
+            | Command::Unblock { .. }
+            | Command::Power { .. }
+            | Command::Update { .. }
+            | Command::ApplySettings { .. }
+            | Command::Restart
+            | Command::Logs { .. }
+            | Command::Health => Outcome::failed(format!("{kind} cannot run inline")),
             Command::Rename { name } => self.rename(name),
             Command::Cleanup { epoch } => {
                 self.store.wipe_data()?;
@@ -175,7 +181,14 @@ impl Executor<'_> {
 fn is_deferred(cmd: &Command) -> bool {
     matches!(
         cmd,
-        Command::Block { .. } | Command::Unblock { .. } | Command::Power { .. }
+        Command::Block { .. }
+            | Command::Unblock { .. }
+            | Command::Power { .. }
+            | Command::Update { .. }
+            | Command::ApplySettings { .. }
+            | Command::Restart
+            | Command::Logs { .. }
+            | Command::Health
     )
 }
 

@@ -2,7 +2,7 @@
 //! portal's broker and follows the lifecycle the portal enforces (see `ARCHITECTURE.md`).
 //!
 //! # Layout
-//! - [`commands`]: the CLI (`activate`, `run`, `status`, `scan`, `devices`, `print-config`), exit codes; the top
+//! - [`commands`]: the CLI (`activate`, `run`, `launch`, `status`, `scan`, `devices`, `print-config`), exit codes; the top
 //!   of the binary.
 //! - [`config`]: `agent.toml`, raw → validated, with the documented defaults compiled in.
 //! - [`state_dir`]: what lives where in the state directory, atomic writes, the wipe after deletion.
@@ -25,15 +25,22 @@
 //! - [`control`]: the daemon's local control socket (`outpost-agent devices` of a running agent).
 //! - [`geoip`]: GeoIP self-location: the optional City database, the public address the portal tells, the
 //!   `location` report.
+//! - [`settings`]: the portal's settings document laid over the local file (pinned settings kept), stored,
+//!   what changes live and what takes a restart.
+//! - [`diagnostics`]: the health snapshot and log lines the portal asks for.
+//! - [`build_info`]: this binary's version and target triple (and a test build's fault), stamped by `build.rs`.
+//! - [`update`]: over-the-air updates: the launcher, installing a signed release, commit and rollback.
 //! - [`uci`]: OpenWrt's UCI file (`/etc/config/outpost`) → `agent.toml` (`config-from-uci`).
 #![deny(unsafe_code)]
 // One exception, `discovery::datalink::add_all_multicast` (PACKET_ADD_MEMBERSHIP, which no safe crate wraps).
 
 pub mod actions;
 pub mod blocking;
+pub mod build_info;
 pub mod commands;
 pub mod config;
 pub mod control;
+pub mod diagnostics;
 pub mod discovery;
 pub mod executor;
 pub mod geoip;
@@ -45,6 +52,8 @@ pub mod notify;
 pub mod portal_api;
 pub mod power;
 pub mod runtime_status;
+pub mod settings;
 pub mod state_dir;
 pub mod store;
 pub mod uci;
+pub mod update;

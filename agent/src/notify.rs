@@ -12,12 +12,22 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Reads `NOTIFY_SOCKET` and `WATCHDOG_USEC` from the environment.
+    /// Reads `NOTIFY_SOCKET` and `WATCHDOG_USEC` from the environment. `WATCHDOG_PID`, when set, must be
+    /// this process (as `sd_watchdog_enabled(3)` says); the launcher removes it for the agent it
+    /// supervises, whose pings then count through `NotifyAccess=all`.
     pub fn from_env() -> Self {
         let enabled = std::env::var_os("NOTIFY_SOCKET").is_some();
-        let mut usec = 0u64;
-        let watchdog = (enabled && sd_notify::watchdog_enabled(false, &mut usec) && usec > 0)
-            .then(|| Duration::from_micros(usec / 2));
+        let usec = std::env::var("WATCHDOG_USEC")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|u| *u > 0);
+        let for_me = match std::env::var("WATCHDOG_PID") {
+            Ok(pid) => pid.parse::<u32>().ok() == Some(std::process::id()),
+            Err(_) => true,
+        };
+        let watchdog = usec
+            .filter(|_| enabled && for_me)
+            .map(|u| Duration::from_micros(u / 2));
         Self { enabled, watchdog }
     }
 

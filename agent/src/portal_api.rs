@@ -135,7 +135,7 @@ impl PortalClient {
             .use_preconfigured_tls(tls_config(ca_pem)?)
             .timeout(TIMEOUT)
             .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("outpost-agent/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("outpost-agent/", env!("OUTPOST_AGENT_VERSION")))
             .build()
             .map_err(|e| PortalError::Tls(e.to_string()))?;
         Ok(Self { base, http })
@@ -229,6 +229,58 @@ impl PortalClient {
                 status: 200,
                 body: format!("status answer is not understood: {e}"),
             })
+    }
+    /// `GET /api/v1/agent/releases/{id}/manifest`: the signed release file, as bytes (verified by the caller).
+    pub async fn release_file(
+        &self,
+        agent_id: &str,
+        secret: &str,
+        release_id: i64,
+    ) -> Result<Vec<u8>, PortalError> {
+        let resp = self
+            .http
+            .get(self.url(&format!("/api/v1/agent/releases/{release_id}/manifest")))
+            .basic_auth(agent_id, Some(secret))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if !resp.status().is_success() {
+            return Err(Self::failure(resp).await);
+        }
+        let status = resp.status().as_u16();
+        resp.bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| PortalError::Unexpected {
+                status,
+                body: format!("the release file download broke off: {e}"),
+            })
+    }
+
+    /// `GET /api/v1/agent/releases/{id}/binary` from byte `offset` on (a `Range` request when `offset > 0`).
+    /// The answer is 200 (the whole file), 206 (from `offset`) or 416 (nothing left from there); its body is
+    /// read by the caller in chunks, with no overall time limit (`DOWNLOAD_STALL` guards each chunk).
+    pub async fn release_binary(
+        &self,
+        agent_id: &str,
+        secret: &str,
+        release_id: i64,
+        offset: u64,
+    ) -> Result<reqwest::Response, PortalError> {
+        let mut req = self
+            .http
+            .get(self.url(&format!("/api/v1/agent/releases/{release_id}/binary")))
+            .basic_auth(agent_id, Some(secret))
+            .timeout(Duration::from_secs(24 * 3600));
+        if offset > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+        }
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+        let status = resp.status();
+        if status.is_success() || status == StatusCode::RANGE_NOT_SATISFIABLE {
+            return Ok(resp);
+        }
+        Err(Self::failure(resp).await)
     }
 }
 

@@ -37,6 +37,9 @@ pub struct Runtime {
     pub outbox_dropped: u64,
     pub name: String,
     pub pid: u32,
+    /// The running binary's version (an installed update's, under `launch`).
+    #[serde(default)]
+    pub version: String,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -74,6 +77,7 @@ impl RuntimeFile {
                 outbox_dropped: 0,
                 name,
                 pid: std::process::id(),
+                version: crate::build_info::VERSION.to_owned(),
                 updated_at: Utc::now(),
             },
             written: None,
@@ -118,6 +122,8 @@ pub struct StatusReport {
     pub broker: Option<String>,
     /// Whether the daemon that wrote `runtime.json` is alive.
     pub running: bool,
+    /// The version of the running daemon (`None` when it is not running).
+    pub version: Option<String>,
 }
 
 /// Whether process `pid` exists (signal 0 probes without sending anything).
@@ -159,6 +165,7 @@ pub fn status_report(
             portal: None,
             broker: None,
             running: false,
+            version: None,
         };
     };
     let runtime = Runtime::read(&dir.runtime());
@@ -191,6 +198,10 @@ pub fn status_report(
         portal: Some(id.portal.clone()),
         broker: Some(id.broker.clone()),
         running,
+        version: runtime
+            .as_ref()
+            .filter(|r| running && !r.version.is_empty())
+            .map(|r| r.version.clone()),
     }
 }
 
@@ -212,6 +223,7 @@ impl StatusReport {
             _ => {
                 lines.push(("agent id", dash(&self.agent_id)));
                 lines.push(("name", dash(&self.name)));
+                lines.push(("version", dash(&self.version)));
                 lines.push((
                     "link",
                     format!(

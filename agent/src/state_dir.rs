@@ -4,6 +4,8 @@
 //! <state>/identity.json   who the agent is (agent id, secret, broker, CA); 0600; its presence = activated
 //! <state>/runtime.json    what the running daemon is doing (for `status`); rewritten on every change
 //! <state>/db/             sled: outbox, executed command ids, data epoch, local data (see `store`)
+//! <state>/settings.json   the portal's settings document the agent runs with (`settings`); kept by a cleanup
+//! <state>/update/         an installed update and its marks (`update::slots`); kept by a deletion (software)
 //! <state>/deleted         marker: the portal deleted this agent and the state was wiped
 //! ```
 
@@ -55,6 +57,11 @@ impl StateDir {
         self.root.join("identity.json")
     }
 
+    /// The portal's settings document (`crate::settings::StoredSettings`).
+    pub fn settings(&self) -> PathBuf {
+        self.root.join("settings.json")
+    }
+
     pub fn runtime(&self) -> PathBuf {
         self.root.join("runtime.json")
     }
@@ -91,7 +98,7 @@ impl StateDir {
     /// Best effort: keeps going past failures and reports them all.
     pub fn wipe_to_deleted(&self) -> Result<(), Vec<StateDirError>> {
         let mut errors = Vec::new();
-        for file in [self.identity(), self.runtime()] {
+        for file in [self.identity(), self.runtime(), self.settings()] {
             if let Err(e) = fs::remove_file(&file) {
                 if e.kind() != io::ErrorKind::NotFound {
                     errors.push(StateDirError::io("remove", &file, e));
@@ -207,9 +214,14 @@ mod tests {
         let dir = StateDir::new(tmp.path());
         fs::write(dir.identity(), "{}").unwrap();
         fs::write(dir.runtime(), "{}").unwrap();
+        fs::write(dir.settings(), "{}").unwrap();
         fs::create_dir_all(dir.db().join("snap")).unwrap();
         dir.wipe_to_deleted().unwrap();
         assert!(!dir.identity().exists() && !dir.runtime().exists() && !dir.db().exists());
+        assert!(
+            !dir.settings().exists(),
+            "the portal's settings go with the identity"
+        );
         assert!(dir.is_deleted());
     }
 }

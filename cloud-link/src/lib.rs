@@ -12,6 +12,9 @@
 //! - [`geoip`]: GeoIP self-location: City database lookups ([`geoip::GeoIpDb`]) and the `location` report.
 //! - [`backoff`]: jittered exponential reconnect backoff, pure and testable.
 //! - [`release`]: signed agent releases: the manifest, its Ed25519 signature, trusted keys and the install checks.
+//! - [`settings`]: the agent's settings as the portal manages them: the versioned document, its schema, checks.
+//! - [`diagnostics`]: what an agent's health snapshot and log lines look like.
+//! - [`update`]: over-the-air updates: the states of an update and the `update` report of each step.
 //! - [`outbox`]: the agent's bounded, persistent FIFO of messages that leave only after the broker's PUBACK;
 //!   storage is a narrow trait so the agent keeps its one store module.
 #![forbid(unsafe_code)]
@@ -19,6 +22,7 @@
 pub mod agent_id;
 pub mod backoff;
 pub mod control;
+pub mod diagnostics;
 pub mod enrollment;
 pub mod geoip;
 pub mod inventory;
@@ -26,6 +30,8 @@ pub mod outbox;
 pub mod protocol;
 pub mod release;
 pub mod session;
+pub mod settings;
 pub mod topics;
+pub mod update;
 
 pub use agent_id::AgentId;

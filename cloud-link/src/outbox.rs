@@ -241,6 +241,16 @@ impl<L: OutboxLog> Outbox<L> {
     pub fn next_seq(&self) -> u64 {
         self.meta.next_seq
     }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Changes the bound (new settings from the portal). A smaller bound drops nothing at once: the oldest
+    /// messages give way at the next push, as always.
+    pub fn set_max_bytes(&mut self, max_bytes: u64) {
+        self.max_bytes = max_bytes;
+    }
 }
 
 /// An in-memory [`OutboxLog`] for tests; the agent's is sled-backed.
@@ -436,6 +446,11 @@ mod tests {
             1,
             "the drop count is persistent"
         );
+        // A smaller bound (new settings) takes effect at the next push.
+        o.set_max_bytes(one);
+        assert_eq!(o.max_bytes(), one);
+        assert_eq!(push(&mut o, "d").dropped, 2);
+        assert_eq!(payloads(&o), ["4:d"]);
     }
 
     #[test]

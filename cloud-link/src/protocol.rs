@@ -123,6 +123,7 @@ impl AgentMessage {
 
 /// Where the agent runs, as the portal shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Platform {
     /// An Outpost box (small dedicated Linux machine).
@@ -202,6 +203,18 @@ pub struct Hello {
     /// agent older than GeoIP) the portal looks the agent's public address up itself.
     #[serde(default)]
     pub geoip: bool,
+    /// The Rust target triple the agent's binary was built for (`aarch64-unknown-linux-musl`): the releases
+    /// it can install. `None` from agents older than updates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The agent can install updates: it runs under `outpost-agent launch`, which restarts it into a new
+    /// binary and rolls back a bad one.
+    #[serde(default)]
+    pub updatable: bool,
+    /// The version of the portal's settings document the agent runs with (`settings::SettingsDoc`);
+    /// `None`: only its local file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings_version: Option<u64>,
 }
 
 /// One LAN segment the agent watches.
@@ -328,6 +341,21 @@ pub enum Command {
         action: PowerAction,
         binding: OutletBinding,
     },
+    /// Install release `release_id` (`version`, for logs and the reports): download its signed release
+    /// file and binary from the portal, verify them against the agent's own release keys, swap the binary
+    /// and restart into it (`update::UpdateReport`s tell each step). Acknowledged when installed, just
+    /// before the restart, or failed with a `release::ReleaseError::kind` or an `update::codes` code.
+    Update { release_id: i64, version: String },
+    /// Apply this settings document (`settings::SettingsDoc` as JSON: `{version, settings}`): validate it,
+    /// apply it over the local file (pinned settings kept), persist it. Acknowledged with a
+    /// `settings::SettingsApplied`, or failed with code `invalid-settings` and a message naming the field.
+    ApplySettings { doc: serde_json::Value },
+    /// Restart the agent (through its launcher, or its service manager).
+    Restart,
+    /// The agent's most recent log lines (an in-memory ring; no secrets are ever logged), at most `lines`.
+    Logs { lines: u32 },
+    /// A health snapshot (`diagnostics::Health`).
+    Health,
 }
 
 impl Command {
@@ -339,6 +367,11 @@ impl Command {
             Command::Block { .. } => "block",
             Command::Unblock { .. } => "unblock",
             Command::Power { .. } => "power",
+            Command::Update { .. } => "update",
+            Command::ApplySettings { .. } => "apply_settings",
+            Command::Restart => "restart",
+            Command::Logs { .. } => "logs",
+            Command::Health => "health",
         }
     }
 }
@@ -379,6 +412,9 @@ pub enum PortalNotice {
         #[serde(default)]
         public_ip: Option<String>,
     },
+    /// The portal saw the agent come back running `version` after installing it: the agent commits the
+    /// update (the launcher stops counting and the previous binary is no longer restored).
+    UpdateHealthy { version: String },
     /// A notice type this build does not know (from a newer portal): ignored.
     #[serde(other)]
     Unknown,
@@ -408,6 +444,9 @@ mod tests {
                 tagged: true,
             }],
             geoip: true,
+            target: Some("aarch64-unknown-linux-musl".into()),
+            updatable: true,
+            settings_version: Some(4),
         })
     }
 

@@ -70,7 +70,7 @@ pub async fn activate(state: &StateDir, args: Args) -> anyhow::Result<Exit> {
         code: args.code.trim().to_owned(),
         mac: facts.mac,
         hostname: facts.hostname,
-        version: env!("CARGO_PKG_VERSION").to_owned(),
+        version: crate::build_info::VERSION.to_owned(),
         local_ip: facts.local_ip.map(|ip| ip.to_string()),
         platform,
     };

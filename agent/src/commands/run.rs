@@ -1,4 +1,5 @@
-//! `outpost-agent run [--config FILE]`: the daemon. Exits 0 on SIGTERM/SIGINT, 3 when the portal deleted it.
+//! `outpost-agent run [--config FILE]`: the daemon. Exits 0 on SIGTERM/SIGINT, 3 when the portal deleted it,
+//! 75 (or executes its launcher again) when an update is installed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,7 +13,8 @@ use tracing::{error, info};
 use super::Exit;
 use crate::actions::{self, Actions};
 use crate::blocking::Blocker;
-use crate::config::{Config, DEFAULT_PATH};
+use crate::build_info::{self, Fault};
+use crate::config::DEFAULT_PATH;
 use crate::control;
 use crate::discovery::engine::{self, interfaces_to_watch, Shared};
 use crate::discovery::inventory::Inventory;
@@ -22,8 +24,12 @@ use crate::link::{Link, LinkExit, LinkParts};
 use crate::notify::Notifier;
 use crate::portal_api::PortalClient;
 use crate::runtime_status::RuntimeFile;
+use crate::settings::{LocalFile, StoredSettings};
 use crate::state_dir::StateDir;
 use crate::store::Store;
+use crate::update::install::Installer;
+use crate::update::launcher;
+use crate::update::slots::Slots;
 
 const DELETED: &str = "this agent was deleted in the portal; its state was wiped, ready for a new activation code (outpost-agent activate CODE --portal URL)";
 
@@ -36,8 +42,35 @@ pub struct Args {
 
 pub async fn run(state: &StateDir, args: Args) -> anyhow::Result<Exit> {
     let explicit = (args.config != DEFAULT_PATH).then(|| PathBuf::from(&args.config));
-    let config = Config::load(explicit.as_deref())?;
-    crate::logging::init(config.log_format, "info");
+    let local = LocalFile::load(explicit.as_deref())?;
+    let file_config = local.config()?;
+    crate::logging::init(file_config.log_format, "info");
+    // The portal's settings over the file, as last applied; unusable ones leave the file alone in charge.
+    let stored_settings = StoredSettings::new(state.settings());
+    let (config, settings_version) = match stored_settings.load() {
+        Ok(Some(doc)) => match local.with_settings(&doc.settings) {
+            Ok((config, _)) => (config, Some(doc.version)),
+            Err(e) => {
+                error!(version = doc.version, error = %e, "the portal's stored settings no longer fit the local file; running with the file alone until the portal sends settings again");
+                (file_config, None)
+            }
+        },
+        Ok(None) => (file_config, None),
+        Err(e) => {
+            error!(error = %e, "the portal's stored settings cannot be read; running with the local file alone");
+            (file_config, None)
+        }
+    };
+    if build_info::fault() == Some(Fault::CrashAtStart) {
+        anyhow::bail!("this test build crashes at start (OUTPOST_BUILD_FAULT=crash-at-start)");
+    }
+    let restart = launcher::restart_from_env();
+    info!(
+        version = build_info::VERSION,
+        target = build_info::TARGET,
+        updatable = restart.is_some(),
+        "outpost-agent"
+    );
     let Some(identity) = Identity::load(&state.identity())? else {
         if state.is_deleted() {
             eprintln!("{DELETED}");
@@ -49,6 +82,8 @@ pub async fn run(state: &StateDir, args: Args) -> anyhow::Result<Exit> {
             state.root().display()
         );
     };
+    // The broker secret is never logged; if it ever were, the ring the portal can read would not hold it.
+    crate::logging::ring().redact(&identity.secret);
     let store = Store::open(&state.db())?;
     // Discovery: the stored inventory back in memory, one task per interface, the control socket.
     let discovery = if config.discovery.enabled {
@@ -111,6 +146,14 @@ pub async fn run(state: &StateDir, args: Args) -> anyhow::Result<Exit> {
     }
     // GeoIP: an unusable database is a warning, never a reason not to run.
     let locator = Locator::open(config.geoip.database.as_deref(), store.clone())?;
+    let installer = Installer {
+        slots: Slots::new(state.root()),
+        portal: portal.clone(),
+        agent_id: identity.agent_id.to_string(),
+        secret: identity.secret.clone(),
+        keys_dir: config.update.release_keys.clone(),
+        max_download_rate: config.update.max_download_rate,
+    };
     let link = Link::new(LinkParts {
         runtime: RuntimeFile::new(state.runtime(), identity.name.clone()),
         identity_path: state.identity(),
@@ -123,12 +166,17 @@ pub async fn run(state: &StateDir, args: Args) -> anyhow::Result<Exit> {
         discovery,
         actions,
         locator,
+        installer,
+        restart,
+        local,
+        stored_settings,
+        settings_version,
     })?;
     let exit = link.run().await;
     match exit {
         // Stopping: a box gives the paused devices their ARP caches back (the blocks stay stored and are
         // applied again at the next start); a router leaves its nftables table in place.
-        Ok(LinkExit::Shutdown) | Err(_) => blocker.stop().await,
+        Ok(LinkExit::Shutdown) | Ok(LinkExit::Restart) | Err(_) => blocker.stop().await,
         // Deleted: nothing of this agent may stay behind.
         Ok(LinkExit::Deleted) => {
             if let Err(e) = blocker.unblock_all().await {
@@ -146,6 +194,10 @@ pub async fn run(state: &StateDir, args: Args) -> anyhow::Result<Exit> {
         LinkExit::Shutdown => {
             info!("stopped");
             Ok(Exit::Ok)
+        }
+        LinkExit::Restart => {
+            info!("restarting into the installed update");
+            Ok(Exit::Restart)
         }
         LinkExit::Deleted => {
             error!("{DELETED}");

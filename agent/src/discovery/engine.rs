@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use outpost_cloud_link::control::DeviceRef;
+use outpost_cloud_link::diagnostics::ScanTime;
 use outpost_cloud_link::inventory::{
     Device, DeviceEvent, DeviceName, NameSource, Service, UpnpInfo,
 };
@@ -68,6 +69,8 @@ pub struct InterfaceStatus {
 pub struct Shared {
     inventory: Mutex<Inventory>,
     interfaces: Mutex<Vec<InterfaceStatus>>,
+    /// The last finished sweep of each interface: how long it took and when it ended.
+    sweeps: Mutex<Vec<ScanTime>>,
     /// The cleanup generation, bumped by each cleanup: results of work started before it are dropped (so
     /// nothing wiped comes back from a sweep that was running), and every interface sweeps again at once.
     generation: watch::Sender<u64>,
@@ -83,6 +86,7 @@ impl Shared {
         Arc::new(Self {
             inventory: Mutex::new(inventory),
             interfaces: Mutex::new(Vec::new()),
+            sweeps: Mutex::new(Vec::new()),
             generation: watch::Sender::new(0),
         })
     }
@@ -115,6 +119,33 @@ impl Shared {
 
     pub fn interfaces(&self) -> Vec<InterfaceStatus> {
         lock(&self.interfaces).clone()
+    }
+
+    /// The last finished sweep of each interface (for the health snapshot).
+    pub fn scan_times(&self) -> Vec<ScanTime> {
+        lock(&self.sweeps).clone()
+    }
+
+    fn record_sweep(&self, interface: &str, duration_ms: u64, at_ms: i64) {
+        let mut all = lock(&self.sweeps);
+        let time = ScanTime {
+            interface: interface.to_owned(),
+            duration_ms,
+            at_ms,
+        };
+        match all.iter_mut().find(|t| t.interface == interface) {
+            Some(t) => *t = time,
+            None => all.push(time),
+        }
+    }
+
+    /// Devices in the inventory.
+    pub fn len(&self) -> usize {
+        lock(&self.inventory).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// A cleanup: forget every device and sweep again at once.
@@ -443,8 +474,10 @@ impl InterfaceTask {
         match done {
             Done::Sweep { generation, result } => {
                 let report = result?;
+                let elapsed_ms = report.elapsed.as_millis() as u64;
                 info!(iface = %seg.interface, found = report.found.len(), sent = report.sent, rounds = report.rounds,
-                    elapsed_ms = report.elapsed.as_millis() as u64, "sweep done");
+                    elapsed_ms, "sweep done");
+                self.shared.record_sweep(&seg.interface, elapsed_ms, at_ms);
                 self.shared.update(generation, |inv| {
                     for f in &report.found {
                         inv.seen(seg, f.mac, Some(f.ip), Some(f.rtt), at_ms);

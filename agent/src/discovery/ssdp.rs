@@ -129,7 +129,7 @@ pub fn msearch() -> String {
     format!(
         "M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: {SEARCH_MX}\r\n\
          ST: ssdp:all\r\nUSER-AGENT: Linux UPnP/1.1 outpost-agent/{}\r\n\r\n",
-        env!("CARGO_PKG_VERSION")
+        env!("OUTPOST_AGENT_VERSION")
     )
 }
 

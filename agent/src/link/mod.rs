@@ -15,11 +15,18 @@
 //! reconnect on its own on the next poll; instead every session gets a fresh client and event loop after the
 //! backoff delay, so the outbox is the only source of retransmission.
 //!
+//! Commands about the agent itself run here too: `update` ([`updates`]: install, restart, commit on the
+//! portal's `UpdateHealthy`, the outcome reported at the next connection), `apply_settings` and `health`
+//! ([`settings`]), `restart` and `logs` (below). A restart (an installed update, settings that need one, or
+//! asked for) closes the session like a shutdown and returns [`LinkExit::Restart`].
+//!
 //! GeoIP ([`crate::geoip`]): the last `location` report is re-sent on every connect and after a cleanup; the
 //! portal answers each hello with a `Welcome` notice carrying the public address it sees, and a new address
 //! (or database) means a new lookup and report.
 
 pub mod flight;
+mod settings;
+mod updates;
 pub mod verdict;
 
 use std::collections::HashSet;
@@ -33,8 +40,8 @@ use outpost_cloud_link::geoip::{LocationReport, LOCATION_REPORT};
 use outpost_cloud_link::inventory::{delta_reports, snapshot_part, PART_DEVICES};
 use outpost_cloud_link::outbox::{Outbox, OutboxError};
 use outpost_cloud_link::protocol::{
-    Ack, AgentMessage, Envelope, Heartbeat, Hello, NoticeEnvelope, Outcome, PortalNotice, Presence,
-    Report, Segment,
+    Ack, AgentMessage, Command, Envelope, Heartbeat, Hello, NoticeEnvelope, Outcome, PortalNotice,
+    Presence, Report, Segment,
 };
 use outpost_cloud_link::session::{split_host_port, SessionConfig, SessionError};
 use outpost_cloud_link::topics;
@@ -44,7 +51,9 @@ use tokio::time::{interval_at, sleep_until, Instant, Interval, MissedTickBehavio
 use tracing::{debug, error, info, warn};
 
 use crate::actions::{Actions, Finished};
+use crate::build_info::{self, Fault};
 use crate::config::Config;
+use crate::diagnostics;
 use crate::discovery::engine::Shared;
 use crate::executor::{ExecError, Executor, Handled};
 use crate::geoip::Locator;
@@ -53,8 +62,12 @@ use crate::identity::Identity;
 use crate::notify::Notifier;
 use crate::portal_api::PortalClient;
 use crate::runtime_status::{AgentState, LinkState, RuntimeFile};
+use crate::settings::{LocalFile, StoredSettings};
 use crate::state_dir::StateDirError;
 use crate::store::{OutboxTree, Store, StoreError};
+use crate::update::install::{Installer, Refusal};
+use crate::update::launcher::Restart;
+use crate::update::slots::Pending;
 use flight::InFlight;
 use verdict::{is_refusal, verdict, Verdict};
 
@@ -64,8 +77,24 @@ pub const WINDOW: usize = 16;
 const CHANNEL_CAPACITY: usize = 128;
 /// How long a clean shutdown tries to empty the outbox.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+/// The failure code of a settings document the agent refuses (the message names the field).
+pub const INVALID_SETTINGS: &str = "invalid-settings";
+/// The failure code of a settings document older than the one applied.
+pub const STALE_SETTINGS: &str = "stale-settings";
+/// The failure code when the settings cannot be stored.
+pub const SETTINGS_STORE: &str = "settings-store";
 /// What this agent can do, as told in every hello.
-pub const CAPABILITIES: [&str; 6] = ["rename", "cleanup", "ping", "discovery", "block", "power"];
+pub const CAPABILITIES: [&str; 9] = [
+    "rename",
+    "cleanup",
+    "ping",
+    "discovery",
+    "block",
+    "power",
+    "update",
+    "settings",
+    "diagnostics",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -90,6 +119,8 @@ pub enum LinkExit {
     Shutdown,
     /// The portal deleted this agent (410): wipe the state and exit 3.
     Deleted,
+    /// An update is staged: the agent restarts into it through its launcher.
+    Restart,
 }
 
 /// Everything the link needs, handed in by `run`.
@@ -109,11 +140,30 @@ pub struct LinkParts {
     pub actions: Arc<Actions>,
     /// GeoIP self-location: the database (if any) and the last report.
     pub locator: Locator,
+    /// Installs updates (the update files in the state directory, the portal, the trusted keys).
+    pub installer: Installer,
+    /// How to restart into an update; `None`: not started by `outpost-agent launch`, updates refused.
+    pub restart: Option<Restart>,
+    /// The local configuration file, to lay the portal's settings over.
+    pub local: LocalFile,
+    /// Where the portal's settings document is kept.
+    pub stored_settings: StoredSettings,
+    /// The version of the portal's settings in `config` (`None`: the local file alone).
+    pub settings_version: Option<u64>,
 }
 
 enum Ended {
     Shutdown,
+    Restart,
     Lost(ConnectionError),
+}
+
+/// An update command's install task ended.
+struct UpdateDone {
+    command_id: u64,
+    release_id: i64,
+    version: String,
+    result: Result<Pending, Refusal>,
 }
 
 enum Wake {
@@ -155,6 +205,17 @@ pub struct Link {
     /// Bumped by the blocker when the blocks change: the `blocks` report goes out again.
     blocks_changed: watch::Receiver<u64>,
     locator: Locator,
+    installer: Installer,
+    restart: Option<Restart>,
+    /// An install task is running.
+    updating: bool,
+    update_done_tx: mpsc::Sender<UpdateDone>,
+    update_done: mpsc::Receiver<UpdateDone>,
+    /// An update is staged (or a restart asked for, or settings need one): close the session and restart.
+    restart_now: bool,
+    local: LocalFile,
+    stored_settings: StoredSettings,
+    settings_version: Option<u64>,
 }
 
 /// Waits for the next watchdog tick, or forever when systemd wants none.
@@ -191,6 +252,11 @@ impl Link {
             discovery,
             actions,
             locator,
+            installer,
+            restart,
+            local,
+            stored_settings,
+            settings_version,
         } = parts;
         let outbox = Outbox::open(store.outbox_log(), config.outbox_max_bytes)?;
         let mut session = SessionConfig::for_agent(
@@ -217,6 +283,7 @@ impl Link {
         );
         report.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let (finished_tx, finished) = mpsc::channel(64);
+        let (update_done_tx, update_done) = mpsc::channel(4);
         let mut blocks_changed = actions.blocker().changes();
         blocks_changed.borrow_and_update();
         Ok(Self {
@@ -232,6 +299,15 @@ impl Link {
             cmd_topic: topics::commands(&identity.agent_id),
             notice_topic: topics::notices(&identity.agent_id),
             locator,
+            installer,
+            restart,
+            updating: false,
+            update_done_tx,
+            update_done,
+            restart_now: false,
+            local,
+            stored_settings,
+            settings_version,
             started: now,
             config,
             identity,
@@ -272,9 +348,17 @@ impl Link {
     }
 
     async fn run_inner(&mut self) -> Result<LinkExit, LinkError> {
+        if build_info::fault() == Some(Fault::NeverConnect) {
+            warn!(
+                "this test build never connects to the broker (OUTPOST_BUILD_FAULT=never-connect)"
+            );
+            while !self.pause(Duration::from_secs(3600)).await? {}
+            return self.exit_while_down();
+        }
         loop {
             let err = match self.session_once().await? {
                 Ended::Shutdown => return Ok(LinkExit::Shutdown),
+                Ended::Restart => return Ok(LinkExit::Restart),
                 Ended::Lost(e) => e,
             };
             self.set_link(LinkState::Down)?;
@@ -317,6 +401,9 @@ impl Link {
             if self.pause(delay).await? {
                 return self.exit_while_down();
             }
+            if self.restart_now {
+                return Ok(LinkExit::Restart);
+            }
         }
     }
 
@@ -344,6 +431,10 @@ impl Link {
         let mut flight = InFlight::default();
         let mut up = false;
         loop {
+            if self.restart_now {
+                self.close(&client, &mut events, &mut flight, up).await?;
+                return Ok(Ended::Restart);
+            }
             if up {
                 self.pump(&client, &mut flight)?;
             }
@@ -356,6 +447,7 @@ impl Link {
                 _ = self.heartbeat.tick() => self.queue_heartbeat()?,
                 _ = self.report.tick() => self.report_changes()?,
                 Some(done) = self.finished.recv() => self.on_finished(done)?,
+                Some(done) = self.update_done.recv() => self.on_update_done(done)?,
                 Ok(()) = self.blocks_changed.changed() => self.queue_blocks()?,
                 _ = tick(&mut self.watchdog) => self.notifier.watchdog(),
                 _ = self.shutdown.changed() => {
@@ -390,6 +482,7 @@ impl Link {
                 self.queue_snapshot()?;
                 self.queue_blocks()?;
                 self.queue_location()?;
+                self.queue_update_outcome()?;
                 self.set_link(LinkState::Up)?;
             }
             Event::Incoming(Packet::Publish(publish)) => {
@@ -447,6 +540,53 @@ impl Link {
         .handle(payload)?;
         let done = match handled {
             None => return Ok(()),
+            Some(Handled::Deferred {
+                command_id,
+                cmd:
+                    Command::Update {
+                        release_id,
+                        version,
+                    },
+            }) => {
+                self.start_update(command_id, release_id, &version)?;
+                return Ok(());
+            }
+            Some(Handled::Deferred {
+                command_id,
+                cmd: Command::ApplySettings { doc },
+            }) => return self.apply_settings(command_id, doc),
+            Some(Handled::Deferred {
+                command_id,
+                cmd: Command::Restart,
+            }) => {
+                let how = if self.restart.is_some() {
+                    "launcher"
+                } else {
+                    "service-manager"
+                };
+                info!(command_id, how, "restart asked for by the portal");
+                self.finish_command(
+                    command_id,
+                    Outcome::Done,
+                    Some(serde_json::json!({ "restart": how })),
+                )?;
+                self.restart_now = true;
+                return Ok(());
+            }
+            Some(Handled::Deferred {
+                command_id,
+                cmd: Command::Logs { lines },
+            }) => {
+                let lines = serde_json::to_value(diagnostics::log_lines(lines)).ok();
+                return self.finish_command(command_id, Outcome::Done, lines);
+            }
+            Some(Handled::Deferred {
+                command_id,
+                cmd: Command::Health,
+            }) => {
+                let health = self.health();
+                return self.finish_command(command_id, Outcome::Done, Some(health));
+            }
             Some(Handled::Deferred { command_id, cmd }) => {
                 self.running.insert(command_id);
                 self.actions
@@ -526,9 +666,34 @@ impl Link {
                     self.queue_location_report(&report)?;
                 }
             }
+            PortalNotice::UpdateHealthy { version } => self.on_update_healthy(&version)?,
             PortalNotice::Unknown => debug!("ignoring a notice of a type this agent does not know"),
         }
         Ok(())
+    }
+
+    /// Records a command's outcome (so it never runs again) and acknowledges it.
+    fn finish_command(
+        &mut self,
+        command_id: u64,
+        outcome: Outcome,
+        result: Option<serde_json::Value>,
+    ) -> Result<(), LinkError> {
+        let recorded = Executor {
+            store: &self.store,
+            outbox: &mut self.outbox,
+            identity: &mut self.identity,
+            identity_path: &self.identity_path,
+        }
+        .finish(command_id, outcome)?;
+        self.queue(
+            AgentMessage::Ack(Ack {
+                command_id: recorded.command_id,
+                outcome: recorded.outcome,
+                result,
+            }),
+            false,
+        )
     }
 
     /// The last `location` report again, if there is one (on connect and after a cleanup).
@@ -649,6 +814,12 @@ impl Link {
                 _ = self.heartbeat.tick() => self.queue_heartbeat()?,
                 _ = self.report.tick() => self.report_changes()?,
                 Some(done) = self.finished.recv() => self.on_finished(done)?,
+                Some(done) = self.update_done.recv() => {
+                    self.on_update_done(done)?;
+                    if self.restart_now {
+                        return Ok(false);
+                    }
+                }
                 Ok(()) = self.blocks_changed.changed() => self.queue_blocks()?,
                 _ = tick(&mut self.watchdog) => self.notifier.watchdog(),
                 _ = self.shutdown.changed() => return Ok(true),
@@ -716,7 +887,7 @@ impl Link {
             Err(_) => hostinfo::gather("127.0.0.1", 9),
         };
         Hello {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version: crate::build_info::VERSION.to_owned(),
             platform: self.config.platform.unwrap_or(self.identity.platform),
             hostname: facts.hostname,
             name: self.identity.name.clone(),
@@ -739,6 +910,9 @@ impl Link {
                 })
                 .collect(),
             geoip: self.locator.has_db(),
+            target: Some(build_info::TARGET.to_owned()),
+            updatable: self.restart.is_some(),
+            settings_version: self.settings_version,
         }
     }
 

@@ -39,7 +39,7 @@ impl Endpoint {
             .timeout(config.timeout)
             .pool_max_idle_per_host(0)
             .http1_only()
-            .user_agent(concat!("outpost-agent/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("outpost-agent/", env!("OUTPOST_AGENT_VERSION")))
             .build()
             .map_err(|e| PowerError::Outlet {
                 host: shown.clone(),

@@ -1,0 +1,458 @@
+//! The portal's settings over the local configuration file: the local `agent.toml` is the bootstrap, the
+//! portal's document (`outpost_cloud_link::settings::SettingsDoc`) is laid over it except for the settings the
+//! file pins, and the result is checked with the same rules as the file alone. The document the agent runs
+//! with is kept in `STATE/settings.json` and laid over the file again at every start.
+//!
+//! What changes without a restart ([`needs_restart`] says): the heartbeat, the outbox's size and the report
+//! interval. Anything else (interfaces, platform, discovery, blocking, power) takes a restart, which the
+//! agent does by itself under its launcher.
+
+use std::path::{Path, PathBuf};
+
+use outpost_cloud_link::settings::{Settings, SettingsDoc};
+use serde_json::{Map, Value};
+
+use crate::config::{Config, ConfigError, RawConfig, DEFAULT_PATH};
+use crate::state_dir::{atomic_write, StateDirError};
+
+/// The local configuration file as read, kept to lay the portal's settings over it.
+#[derive(Debug, Clone)]
+pub struct LocalFile {
+    path: PathBuf,
+    /// The file's TOML as a JSON tree (an empty table when the default file is missing).
+    value: Value,
+}
+
+/// Why a settings document is refused: a message naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+impl LocalFile {
+    /// Reads `explicit` (which must exist) or else the default path (whose absence means the defaults).
+    pub fn load(explicit: Option<&Path>) -> Result<LocalFile, ConfigError> {
+        let (path, required) = match explicit {
+            Some(p) => (p.to_owned(), true),
+            None => (PathBuf::from(DEFAULT_PATH), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => String::new(),
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        // Parse as the configuration first: its errors are the precise ones.
+        RawConfig::parse(&text, &path)?;
+        let value: Value = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(LocalFile { path, value })
+    }
+
+    /// The file alone.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        self.raw(&self.value)?.validate(&self.path)
+    }
+
+    fn raw(&self, value: &Value) -> Result<RawConfig, ConfigError> {
+        serde_json::from_value(value.clone()).map_err(|e| ConfigError::Invalid {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The settings the file pins.
+    pub fn pinned(&self) -> Vec<String> {
+        self.value["pinned"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The file with `settings` laid over it: the configuration and the settings left at their local value
+    /// because the file pins them. Refused, naming the field, when the document or the result is invalid.
+    pub fn with_settings(&self, settings: &Settings) -> Result<(Config, Vec<String>), Refused> {
+        settings.validate().map_err(|e| Refused(e.to_string()))?;
+        let pinned = self.pinned();
+        let kept: Vec<String> = settings
+            .paths()
+            .into_iter()
+            .filter(|p| pinned.iter().any(|q| q == p))
+            .map(str::to_owned)
+            .collect();
+        let mut overlay = serde_json::to_value(settings).unwrap_or(Value::Object(Map::new()));
+        for p in &kept {
+            remove_path(&mut overlay, p);
+        }
+        let mut merged = self.value.clone();
+        merge(&mut merged, overlay);
+        let raw = self.raw(&merged).map_err(|e| Refused(e.to_string()))?;
+        let config = raw.validate(&self.path).map_err(|e| match e {
+            ConfigError::Invalid { message, .. } => Refused(message),
+            other => Refused(other.to_string()),
+        })?;
+        Ok((config, kept))
+    }
+}
+
+/// Removes `a` or `a.b` from a JSON tree.
+fn remove_path(value: &mut Value, path: &str) {
+    match path.split_once('.') {
+        None => {
+            if let Some(o) = value.as_object_mut() {
+                o.remove(path);
+            }
+        }
+        Some((table, key)) => {
+            if let Some(t) = value.get_mut(table).and_then(Value::as_object_mut) {
+                t.remove(key);
+            }
+        }
+    }
+}
+
+/// Lays `over` onto `base`: tables are merged key by key, anything else replaced.
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) if slot.is_object() && v.is_object() => merge(slot, v),
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// Whether going from `old` to `new` needs a restart (anything but the heartbeat, the outbox size and the
+/// report interval changed).
+pub fn needs_restart(old: &Config, new: &Config) -> bool {
+    let mut live = new.clone();
+    live.heartbeat = old.heartbeat;
+    live.outbox_max_bytes = old.outbox_max_bytes;
+    live.discovery.report_interval = old.discovery.report_interval;
+    live != *old
+}
+
+/// `STATE/settings.json`: the document the agent runs with.
+#[derive(Debug, Clone)]
+pub struct StoredSettings {
+    path: PathBuf,
+}
+
+impl StoredSettings {
+    /// The file (`StateDir::settings`).
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The stored document; an unreadable one is an error naming the file.
+    pub fn load(&self) -> Result<Option<SettingsDoc>, StateDirError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => SettingsDoc::parse(&bytes).map(Some).map_err(|e| {
+                StateDirError::io(
+                    "parse",
+                    &self.path,
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StateDirError::io("read", &self.path, e)),
+        }
+    }
+
+    /// Stores the document durably (fsynced).
+    pub fn save(&self, doc: &SettingsDoc) -> Result<(), StateDirError> {
+        let bytes = serde_json::to_vec_pretty(doc).unwrap_or_default();
+        atomic_write(&self.path, &bytes, 0o600, true)
+    }
+
+    pub fn remove(&self) -> Result<(), StateDirError> {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StateDirError::io("remove", &self.path, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use outpost_cloud_link::settings::limits;
+    use std::time::Duration;
+
+    fn local(text: &str) -> LocalFile {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, text).unwrap();
+        LocalFile::load(Some(&path)).unwrap()
+    }
+
+    fn settings(json: &str) -> Settings {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn the_portals_settings_win_over_the_file_except_where_it_pins_them() {
+        let file = local(
+            "pinned = [\"interfaces\"]\ninterfaces = [\"lan0\"]\nheartbeat_secs = 30\n[discovery]\nsweep_interval_secs = 300\nmdns = false\n",
+        );
+        let (config, kept) = file
+            .with_settings(&settings(
+                r#"{"interfaces": [{"name": "eth9", "vlan": 9}], "heartbeat_secs": 5,
+                    "discovery": {"sweep_interval_secs": 60}}"#,
+            ))
+            .unwrap();
+        assert_eq!(kept, ["interfaces"]);
+        assert_eq!(config.interfaces.len(), 1);
+        assert_eq!(config.interfaces[0].name, "lan0", "pinned: the file's");
+        assert_eq!(config.heartbeat, Duration::from_secs(5));
+        assert_eq!(config.discovery.sweep_interval, Duration::from_secs(60));
+        assert!(
+            !config.discovery.mdns,
+            "a key the document leaves out keeps the file's value"
+        );
+    }
+
+    #[test]
+    fn an_invalid_document_is_refused_naming_the_field_and_the_file_alone_still_holds() {
+        let file = local("[discovery]\nenabled = false\n");
+        let e = file
+            .with_settings(&settings(r#"{"discovery": {"retries": 50}}"#))
+            .unwrap_err();
+        assert!(e.0.starts_with("discovery.retries:"), "{e}");
+        // A combination only the agent's rules catch: a tagged interface without the VLAN on the table.
+        let e = file
+            .with_settings(&settings(
+                r#"{"interfaces": [{"name": "a", "vlan": 3}, {"name": "b", "vlan": 3}]}"#,
+            ))
+            .unwrap_err();
+        assert!(e.0.contains("interfaces[1].vlan"), "{e}");
+        assert!(file.config().is_ok());
+    }
+
+    #[test]
+    fn only_heartbeat_outbox_and_report_interval_change_live() {
+        let file = local("[discovery]\nenabled = false\n");
+        let old = file.config().unwrap();
+        let (live, _) = file
+            .with_settings(&settings(
+                r#"{"heartbeat_secs": 2, "outbox_max_bytes": 100000, "discovery": {"report_interval_secs": 1}}"#,
+            ))
+            .unwrap();
+        assert!(!needs_restart(&old, &live));
+        let (restart, _) = file
+            .with_settings(&settings(r#"{"discovery": {"rate_pps": 100}}"#))
+            .unwrap();
+        assert!(needs_restart(&old, &restart));
+    }
+
+    /// The portal checks documents with the shared limits; the agent with its own rules. They must agree at
+    /// every boundary, or the portal would accept what the agent refuses (or the other way round).
+    #[test]
+    fn the_shared_limits_agree_with_the_agents_own_rules() {
+        let file = local("[discovery]\nenabled = false\n");
+        let cases: Vec<(String, bool)> = vec![
+            (
+                format!(r#"{{"heartbeat_secs": {}}}"#, limits::HEARTBEAT_MIN_SECS),
+                true,
+            ),
+            (
+                format!(
+                    r#"{{"heartbeat_secs": {}}}"#,
+                    limits::HEARTBEAT_MIN_SECS / 2.0
+                ),
+                false,
+            ),
+            (
+                format!(r#"{{"outbox_max_bytes": {}}}"#, limits::OUTBOX_MIN_BYTES),
+                true,
+            ),
+            (
+                format!(
+                    r#"{{"outbox_max_bytes": {}}}"#,
+                    limits::OUTBOX_MIN_BYTES - 1
+                ),
+                false,
+            ),
+            (
+                format!(
+                    r#"{{"discovery": {{"sweep_interval_secs": {}}}}}"#,
+                    limits::SWEEP_INTERVAL_MIN_SECS
+                ),
+                true,
+            ),
+            (
+                format!(
+                    r#"{{"discovery": {{"sweep_interval_secs": {}}}}}"#,
+                    limits::SWEEP_INTERVAL_MIN_SECS / 2.0
+                ),
+                false,
+            ),
+            (
+                format!(
+                    r#"{{"discovery": {{"rate_pps": {}}}}}"#,
+                    limits::RATE_PPS_MAX
+                ),
+                true,
+            ),
+            (
+                format!(
+                    r#"{{"discovery": {{"rate_pps": {}}}}}"#,
+                    limits::RATE_PPS_MAX + 1
+                ),
+                false,
+            ),
+            (
+                format!(r#"{{"discovery": {{"retries": {}}}}}"#, limits::RETRIES_MAX),
+                true,
+            ),
+            (
+                format!(
+                    r#"{{"discovery": {{"retries": {}}}}}"#,
+                    limits::RETRIES_MAX + 1
+                ),
+                false,
+            ),
+            (
+                format!(
+                    r#"{{"discovery": {{"probe_interval_secs": {}}}}}"#,
+                    limits::PROBE_INTERVAL_MIN_SECS
+                ),
+                true,
+            ),
+            (
+                format!(
+                    r#"{{"discovery": {{"probe_interval_secs": {}}}}}"#,
+                    limits::PROBE_INTERVAL_MIN_SECS / 2.0
+                ),
+                false,
+            ),
+            (
+                format!(
+                    r#"{{"discovery": {{"offline_after_missed": {}}}}}"#,
+                    limits::OFFLINE_AFTER_MISSED_MAX
+                ),
+                true,
+            ),
+            (
+                format!(
+                    r#"{{"discovery": {{"offline_after_missed": {}}}}}"#,
+                    limits::OFFLINE_AFTER_MISSED_MAX + 1
+                ),
+                false,
+            ),
+            (
+                r#"{"discovery": {"offline_after_missed": 0}}"#.to_owned(),
+                false,
+            ),
+            (
+                format!(
+                    r#"{{"discovery": {{"ssdp_interval_secs": {}}}}}"#,
+                    limits::SSDP_INTERVAL_MIN_SECS
+                ),
+                true,
+            ),
+            (
+                format!(
+                    r#"{{"discovery": {{"report_interval_secs": {}}}}}"#,
+                    limits::REPORT_INTERVAL_MIN_SECS
+                ),
+                true,
+            ),
+            (
+                format!(
+                    r#"{{"blocking": {{"repeat_secs": {}}}}}"#,
+                    limits::REPEAT_MIN_SECS
+                ),
+                true,
+            ),
+            (
+                format!(
+                    r#"{{"blocking": {{"repeat_secs": {}}}}}"#,
+                    limits::REPEAT_MIN_SECS / 2.0
+                ),
+                false,
+            ),
+            (
+                format!(
+                    r#"{{"blocking": {{"restore_replies": {}}}}}"#,
+                    limits::RESTORE_REPLIES_MAX
+                ),
+                true,
+            ),
+            (
+                format!(
+                    r#"{{"blocking": {{"restore_replies": {}}}}}"#,
+                    limits::RESTORE_REPLIES_MAX + 1
+                ),
+                false,
+            ),
+            (
+                format!(
+                    r#"{{"power": {{"timeout_secs": {}}}}}"#,
+                    limits::POWER_TIMEOUT_MIN_SECS
+                ),
+                true,
+            ),
+            (
+                format!(
+                    r#"{{"power": {{"retries": {}}}}}"#,
+                    limits::POWER_RETRIES_MAX
+                ),
+                true,
+            ),
+            (
+                format!(
+                    r#"{{"power": {{"retries": {}}}}}"#,
+                    limits::POWER_RETRIES_MAX + 1
+                ),
+                false,
+            ),
+            (
+                r#"{"interfaces": [{"name": "eth0.20", "vlan": 20, "tagged": true}]}"#.to_owned(),
+                true,
+            ),
+        ];
+        for (json, ok) in cases {
+            let s = settings(&json);
+            let shared = s.validate().is_ok();
+            // The agent's own rules, on the merged file, without the shared check in front.
+            let mut merged = file.value.clone();
+            merge(&mut merged, serde_json::to_value(&s).unwrap());
+            let agent = file
+                .raw(&merged)
+                .and_then(|r| r.validate(Path::new("x")))
+                .is_ok();
+            assert_eq!((shared, agent), (ok, ok), "{json}");
+        }
+    }
+
+    #[test]
+    fn the_stored_document_survives_and_a_damaged_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let stored = StoredSettings::new(dir.path().join("settings.json"));
+        assert_eq!(stored.load().unwrap(), None);
+        let doc = SettingsDoc {
+            version: 7,
+            settings: settings(r#"{"heartbeat_secs": 3}"#),
+        };
+        stored.save(&doc).unwrap();
+        assert_eq!(stored.load().unwrap(), Some(doc));
+        std::fs::write(stored.path(), "{").unwrap();
+        assert!(stored.load().is_err());
+    }
+}
