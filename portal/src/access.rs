@@ -110,10 +110,14 @@ pub enum Action {
     ReleasesRead,
     /// Remove a stored agent release (adding one is `outpost-portal releases add`, on the portal's host).
     ReleasesManage,
+    /// See agents' update attempts and the update rollouts of what one sees.
+    UpdatesRead,
+    /// Start, pause, resume and cancel update rollouts (to one agent, a group or the whole fleet).
+    UpdatesManage,
 }
 
 impl Action {
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 20] = [
         Action::AgentsRead,
         Action::AgentsEdit,
         Action::AgentsControl,
@@ -132,6 +136,8 @@ impl Action {
         Action::BrandingManage,
         Action::ReleasesRead,
         Action::ReleasesManage,
+        Action::UpdatesRead,
+        Action::UpdatesManage,
     ];
 
     /// Whether the action only reads (a read-only token may do it).
@@ -144,6 +150,7 @@ impl Action {
                 | Action::SelfRead
                 | Action::HistoryRead
                 | Action::ReleasesRead
+                | Action::UpdatesRead
         )
     }
 
@@ -167,6 +174,8 @@ impl Action {
             Action::BrandingManage => "branding.manage",
             Action::ReleasesRead => "releases.read",
             Action::ReleasesManage => "releases.manage",
+            Action::UpdatesRead => "updates.read",
+            Action::UpdatesManage => "updates.manage",
         }
     }
 }
@@ -189,10 +198,11 @@ pub fn allowed(role: Role, action: Action) -> bool {
                 | A::SelfRead
                 | A::SelfEdit
                 | A::RenewalsDecide
+                | A::UpdatesRead
         ),
         Role::Supervisor => matches!(
             action,
-            A::AgentsRead | A::GroupsRead | A::SelfRead | A::SelfEdit
+            A::AgentsRead | A::GroupsRead | A::SelfRead | A::SelfEdit | A::UpdatesRead
         ),
         // What a grant covers, a support engineer may work on; the account itself stays the company's.
         Role::Support => matches!(
@@ -203,6 +213,7 @@ pub fn allowed(role: Role, action: Action) -> bool {
                 | A::AgentsLifecycle
                 | A::SelfRead
                 | A::SelfEdit
+                | A::UpdatesRead
         ),
     }
 }
@@ -346,11 +357,30 @@ mod tests {
             Action::BrandingManage,
             Action::ReleasesRead,
             Action::ReleasesManage,
+            Action::UpdatesManage,
         ] {
             for r in [Role::GroupAdmin, Role::Supervisor, Role::Support] {
                 assert!(!allowed(r, a), "{r} {a:?}");
             }
         }
+    }
+
+    #[test]
+    fn whoever_reads_agents_reads_their_updates_and_only_company_admins_roll_out() {
+        for r in Role::ALL {
+            assert_eq!(
+                allowed(r, Action::UpdatesRead),
+                allowed(r, Action::AgentsRead),
+                "{r}"
+            );
+            assert_eq!(
+                allowed(r, Action::UpdatesManage),
+                r == Role::CompanyAdmin,
+                "{r}"
+            );
+        }
+        assert!(Action::UpdatesRead.reads_only());
+        assert!(!Action::UpdatesManage.reads_only());
     }
 
     #[test]

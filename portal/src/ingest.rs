@@ -11,6 +11,16 @@
 //! epoch-checked transaction. The hello's `segments` are configuration (like its platform): stored whatever
 //! the epoch, and kept across cleanups.
 //!
+//! Updates (`app::rollouts`): the `update` report (`update::UPDATE_REPORT`) and the acknowledgement of an
+//! `update` command move the agent's update attempt on, whatever the data epoch (a cleanup must not lose
+//! them); the hello stores the agent's `target` and `updatable`. When the agent's latest attempt is
+//! `installed` and it runs that version (its hello said so), it is sent `UpdateHealthy` (at every such
+//! hello, and right after the installed report or acknowledgement if the new version's hello came first).
+//!
+//! Settings (`app::settings`): the acknowledgement of an `apply_settings` command updates the agent's
+//! settings record; the hello's `settings_version` is stored, and the current document queued again when the
+//! agent runs an older one (it is sent with the other pending commands right after).
+//!
 //! GeoIP (`app::location`): every hello is answered with a `Welcome` notice carrying the address the agent
 //! connects from (in a task of its own: finding the address may wait up to 2 s for the broker's log), and
 //! the `location` report (`geoip::LOCATION_REPORT`) is stored, or replaced by the portal's own lookup when
@@ -19,7 +29,8 @@
 use outpost_cloud_link::control::{BlocksReport, BLOCKS_REPORT};
 use outpost_cloud_link::geoip::{LocationReport, LOCATION_REPORT};
 use outpost_cloud_link::inventory::{normalize_mac, Device, DeviceEvent, InventoryReport};
-use outpost_cloud_link::protocol::{AgentMessage, Envelope, Hello};
+use outpost_cloud_link::protocol::{AgentMessage, Envelope, Hello, PortalNotice};
+use outpost_cloud_link::update::{UpdateReport, UPDATE_REPORT};
 use outpost_cloud_link::AgentId;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -28,7 +39,7 @@ use crate::app::location::Locator;
 use crate::app::{App, OpError};
 use crate::store::agents::{self, AgentRow, HelloFacts};
 use crate::store::devices::{self, PartOutcome};
-use crate::store::{commands, controls, reports, StoreError};
+use crate::store::{commands, controls, reports, rollouts, StoreError};
 
 /// What happened to one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +118,22 @@ pub async fn handle_with(
         }
         AgentMessage::Ack(ack) => {
             app.record_ack(agent, &ack).await?;
+            app.apply_update_ack(agent, &ack).await?;
+            app.apply_settings_ack(agent, &ack).await?;
+            confirm_update(app, locator, agent).await?;
+            Ok(Disposition::Applied)
+        }
+        // Update steps are the agent's, not its data: applied whatever the epoch.
+        AgentMessage::Report(report) if report.kind == UPDATE_REPORT => {
+            let update: UpdateReport = match serde_json::from_value(report.body) {
+                Ok(u) => u,
+                Err(e) => {
+                    warn!(agent = %agent, seq = env.seq, kind = UPDATE_REPORT, error = %e, "malformed update report dropped");
+                    return Ok(Disposition::Malformed);
+                }
+            };
+            app.apply_update_report(agent, &update).await?;
+            confirm_update(app, locator, agent).await?;
             Ok(Disposition::Applied)
         }
         AgentMessage::Report(report) => {
@@ -313,6 +340,8 @@ async fn on_hello(
             local_ip: hello.local_ip.as_deref(),
         };
         agents::set_hello(&mut conn, agent, &facts).await?;
+        rollouts::set_agent_target(&mut conn, agent, hello.target.as_deref(), hello.updatable)
+            .await?;
         controls::set_segments(&mut conn, agent, &hello.segments).await?;
         // The portal's name wins: if the agent knows another one and no rename is on its way, send one.
         if hello.name != row.name {
@@ -327,7 +356,10 @@ async fn on_hello(
         }
     }
     info!(agent = %agent, version = %hello.version, platform = %hello.platform, geoip = hello.geoip, "agent said hello");
+    // Settings: the version it runs with; the current document queued again if it runs an older one.
+    app.settings_hello(agent, hello.settings_version).await?;
     app.send_pending(agent).await?;
+    confirm_update(app, locator, agent).await?;
     {
         let (app, locator, agent, has_db) =
             (app.clone(), locator.clone(), agent.clone(), hello.geoip);
@@ -345,4 +377,21 @@ async fn on_hello(
     let mut conn = app.store().conn().await?;
     reports::upsert(&mut conn, agent, "interfaces", epoch, &body, now).await?;
     Ok(Disposition::Applied)
+}
+
+/// Tells the agent its new version is healthy (`UpdateHealthy`) when its latest update is installed and
+/// it runs that version; idempotent, so every such hello (or late installed step) sends it again.
+async fn confirm_update(app: &App, locator: &Locator, agent: &AgentId) -> Result<(), OpError> {
+    if let Some(version) = app.update_to_confirm(agent).await? {
+        let sent = locator
+            .notify(
+                agent,
+                PortalNotice::UpdateHealthy {
+                    version: version.clone(),
+                },
+            )
+            .await;
+        info!(agent = %agent, version = %version, sent, "new version confirmed healthy to the agent");
+    }
+    Ok(())
 }

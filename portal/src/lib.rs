@@ -21,6 +21,8 @@
 //! - [`listing`]: the agents list, pure: the query (search, filters, sort, page), the shown status, the
 //!   28-day flag and the online cut-off.
 //! - [`export`]: the agents list as CSV (RFC 4180, formula-injection safe), pure.
+//! - [`rollout`]: the stages of an update rollout, pure: the agents' order, stage sizes, advance, pause,
+//!   done.
 //! - [`app`]: the operations (activation, rename, cleanup, delete, lifecycle, commands) combining store,
 //!   broker and link.
 //! - [`ingest`]: agent messages → store (dedupe by seq, gap counting, data epochs, acks).
@@ -50,6 +52,7 @@ pub mod passwords;
 pub mod paths;
 pub mod pki;
 pub mod recovery_codes;
+pub mod rollout;
 pub mod secrets;
 pub mod site;
 pub mod store;

@@ -1,6 +1,7 @@
 //! The subscription sweeper: every `--sweep-interval` it applies the lifecycle transitions time has made due
 //! (pending deactivations, prepaid expiry), renews yearly and quarterly plans and mails their renewal
-//! reminders (`App::sweep_renewals`), and forgets idle rate-limit buckets.
+//! reminders (`App::sweep_renewals`), drives update rollouts (`App::drive_rollouts`: next stages, and
+//! updates silent for 30 minutes failed), and forgets idle rate-limit buckets.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,6 +36,11 @@ pub async fn run(
                     Ok(done) if done == Default::default() => debug!("renewal sweep: nothing due"),
                     Ok(done) => info!(renewed = done.renewed, reminders = done.reminders, "renewal sweep done"),
                     Err(e) => warn!(error = %e, "renewal sweep failed; retrying at the next interval"),
+                }
+                match app.drive_rollouts().await {
+                    Ok(0) => debug!("rollouts: no update sent"),
+                    Ok(n) => info!(sent = n, "rollouts: updates sent"),
+                    Err(e) => warn!(error = %e, "rollouts not driven; retrying at the next interval"),
                 }
                 limiter.forget_idle();
             }

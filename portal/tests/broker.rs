@@ -297,6 +297,9 @@ fn hello() -> AgentMessage {
         capabilities: vec!["cleanup".into()],
         segments: Vec::new(),
         geoip: false,
+        target: None,
+        updatable: false,
+        settings_version: None,
     })
 }
 

@@ -43,10 +43,18 @@ pub async fn list(
     let query = AgentQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(bad_query)?;
     let (items, total) = state.app.search_agents(&query, &op.caller.scope).await?;
-    Ok(Json(AgentList {
-        agents: items.iter().map(AgentView::new).collect(),
-        total,
-    }))
+    let mut agents = Vec::with_capacity(items.len());
+    for item in &items {
+        agents.push(view(&state.app, item).await?);
+    }
+    Ok(Json(AgentList { agents, total }))
+}
+
+/// The agent as the API shows it, with its update facts.
+pub async fn view(app: &App, item: &crate::listing::AgentListItem) -> Result<AgentView, AppError> {
+    Ok(AgentView::new(item)
+        .with_update(app.update_facts(&item.agent.id).await?)
+        .with_settings_version(app.running_settings_version(&item.agent.id).await?))
 }
 
 fn bad_query(e: QueryError) -> AppError {
@@ -86,7 +94,7 @@ pub async fn get(
     let id = App::parse_agent_id(&id)?;
     let item = state.app.agent_item(&id).await?;
     let location = state.app.location(&id).await?;
-    Ok(Json(AgentView::new(&item).with_location(location)))
+    Ok(Json(view(&state.app, &item).await?.with_location(location)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,7 +111,9 @@ pub async fn rename(
     let id = App::parse_agent_id(&id)?;
     let Json(body) = body.map_err(AppError::from_json)?;
     state.app.rename(&id, &body.name, &op.actor).await?;
-    Ok(Json(AgentView::new(&state.app.agent_item(&id).await?)))
+    Ok(Json(
+        view(&state.app, &state.app.agent_item(&id).await?).await?,
+    ))
 }
 
 pub async fn cleanup(
@@ -137,7 +147,9 @@ async fn lifecycle(
 ) -> Result<Json<AgentView>, AppError> {
     let id = App::parse_agent_id(&id)?;
     state.app.lifecycle(&id, action, &op.actor).await?;
-    Ok(Json(AgentView::new(&state.app.agent_item(&id).await?)))
+    Ok(Json(
+        view(&state.app, &state.app.agent_item(&id).await?).await?,
+    ))
 }
 
 pub async fn deactivate(

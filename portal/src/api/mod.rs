@@ -6,7 +6,9 @@
 //! - [`agents`]: operator routes on agents (the list, its CSV export); [`sites`]: an agent's site
 //!   configuration; [`commands`]: commands; [`devices`]: an agent's device inventory
 //!   and device events; [`control`]: blocking, unblocking and powering a device, its outlet binding;
-//!   [`account`]: history, codes, dev clock; [`renewals`]: renewal decisions.
+//!   [`account`]: history, codes, dev clock; [`renewals`]: renewal decisions; [`rollouts`]: update
+//!   rollouts and agents' update attempts; [`settings`]: agent settings pushed from the portal and their
+//!   schema; [`diagnostics`]: restart, the agent's logs and health.
 //! - [`owner`]: owner access (the operator's owner settings and device flags, the owner's JSON API under
 //!   `/owner`, and the owner's pages under `/owner` outside the API prefix).
 //! - [`auth`], [`rate_limit`], [`error`], [`views`] (JSON shapes), [`openapi`] (the served document).
@@ -19,6 +21,7 @@ pub mod branding;
 pub mod commands;
 pub mod control;
 pub mod devices;
+pub mod diagnostics;
 pub mod error;
 pub mod groups;
 pub mod openapi;
@@ -27,6 +30,8 @@ pub mod people;
 pub mod rate_limit;
 pub mod releases;
 pub mod renewals;
+pub mod rollouts;
+pub mod settings;
 pub mod sites;
 pub mod views;
 
@@ -513,6 +518,97 @@ fn build(options: ApiOptions, state: Option<ApiState>) -> Routes {
         Staff(A::ReleasesManage),
         delete,
         releases::remove,
+    )
+    .add(
+        "get",
+        "/rollouts",
+        Staff(A::UpdatesRead),
+        get,
+        rollouts::list,
+    )
+    .add(
+        "post",
+        "/rollouts",
+        Staff(A::UpdatesManage),
+        post,
+        rollouts::create,
+    )
+    .add(
+        "get",
+        "/rollouts/{id}",
+        Staff(A::UpdatesRead),
+        get,
+        rollouts::get,
+    )
+    .add(
+        "post",
+        "/rollouts/{id}/pause",
+        Staff(A::UpdatesManage),
+        post,
+        rollouts::pause,
+    )
+    .add(
+        "post",
+        "/rollouts/{id}/resume",
+        Staff(A::UpdatesManage),
+        post,
+        rollouts::resume,
+    )
+    .add(
+        "post",
+        "/rollouts/{id}/cancel",
+        Staff(A::UpdatesManage),
+        post,
+        rollouts::cancel,
+    )
+    .add(
+        "get",
+        "/agents/{id}/updates",
+        Staff(A::UpdatesRead),
+        get,
+        rollouts::agent_updates,
+    )
+    .add(
+        "get",
+        "/agent-settings/schema",
+        Staff(A::AgentsRead),
+        get,
+        settings::schema,
+    )
+    .add(
+        "get",
+        "/agents/{id}/settings",
+        Staff(A::AgentsRead),
+        get,
+        settings::get,
+    )
+    .add(
+        "put",
+        "/agents/{id}/settings",
+        Staff(A::AgentsControl),
+        put,
+        settings::put,
+    )
+    .add(
+        "post",
+        "/agents/{id}/restart",
+        Staff(A::AgentsControl),
+        post,
+        diagnostics::restart,
+    )
+    .add(
+        "get",
+        "/agents/{id}/logs",
+        Staff(A::AgentsRead),
+        get,
+        diagnostics::logs,
+    )
+    .add(
+        "get",
+        "/agents/{id}/health",
+        Staff(A::AgentsRead),
+        get,
+        diagnostics::health,
     );
     if options.dev_clock {
         routes.add(

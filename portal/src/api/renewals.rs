@@ -37,5 +37,7 @@ pub async fn decide(
         .parse::<Decision>()
         .map_err(|e| AppError::bad_request("decision", e.to_string()))?;
     state.app.decide_renewal(&id, choice, &op.actor).await?;
-    Ok(Json(AgentView::new(&state.app.agent_item(&id).await?)))
+    Ok(Json(
+        super::agents::view(&state.app, &state.app.agent_item(&id).await?).await?,
+    ))
 }

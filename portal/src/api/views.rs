@@ -62,6 +62,39 @@ pub struct AgentView {
     /// up). Only `GET /agents/{id}` includes it ([`AgentView::with_location`]); absent elsewhere.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<outpost_cloud_link::geoip::LocationReport>,
+    /// The Rust target the agent's binary was built for, as its hello said (none from agents older than
+    /// updates): the releases it can install.
+    pub target: Option<String>,
+    /// The agent can install updates (it runs under `outpost-agent launch`).
+    pub updatable: bool,
+    /// Its latest update attempt (`GET /agents/{id}/updates` lists them all).
+    pub update: Option<UpdateSummary>,
+    /// The portal settings version the agent runs with, as its latest hello said (none: it runs with
+    /// none, or is older than portal settings); `GET /agents/{id}/settings` has the record.
+    pub settings_version: Option<u64>,
+}
+
+/// An agent's latest update attempt, on the agent JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpdateSummary {
+    pub version: String,
+    pub state: &'static str,
+    pub reason: Option<String>,
+    pub code: Option<String>,
+    /// When it last changed.
+    pub at: String,
+}
+
+impl From<&crate::store::rollouts::UpdateRow> for UpdateSummary {
+    fn from(u: &crate::store::rollouts::UpdateRow) -> Self {
+        Self {
+            version: u.version.clone(),
+            state: u.state.as_str(),
+            reason: u.reason.clone(),
+            code: u.code.clone(),
+            at: time(u.updated_at),
+        }
+    }
 }
 
 impl AgentView {
@@ -98,7 +131,25 @@ impl AgentView {
             renewal: item.renewal.map(|f| f.as_str()),
             site: item.site.clone(),
             location: None,
+            target: None,
+            updatable: false,
+            update: None,
+            settings_version: None,
         }
+    }
+
+    /// The view with the agent's update facts (`App::update_facts`).
+    pub fn with_update(mut self, facts: crate::app::rollouts::UpdateFacts) -> Self {
+        self.target = facts.target;
+        self.updatable = facts.updatable;
+        self.update = facts.latest.as_ref().map(UpdateSummary::from);
+        self
+    }
+
+    /// The view with the settings version the agent runs with (`App::running_settings_version`).
+    pub fn with_settings_version(mut self, version: Option<u64>) -> Self {
+        self.settings_version = version;
+        self
     }
 
     /// The view with the agent's location report (`App::location`).

@@ -67,6 +67,24 @@ impl Locator {
         }
     }
 
+    /// Sends `notice` to the agent, if the portal has a way to tell agents things; whether it was handed
+    /// over (a failure is logged: the caller's next occasion sends it again).
+    pub async fn notify(&self, agent: &AgentId, notice: PortalNotice) -> bool {
+        let Some(notices) = &self.notices else {
+            return false;
+        };
+        match notices
+            .send_notice(agent, &NoticeEnvelope::new(notice))
+            .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(agent = %agent, error = %e, "notice not sent");
+                false
+            }
+        }
+    }
+
     /// Whether the portal can look addresses up itself.
     pub fn has_db(&self) -> bool {
         self.db.is_some()

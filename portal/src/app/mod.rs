@@ -10,6 +10,9 @@
 //!   [`owner_auth`]: owner accounts, invitation links, passwords, sessions and CSRF tokens.
 //! - [`control`]: device control: block, unblock, power, outlet bindings, what a device allows.
 //! - [`location`]: GeoIP: agents' public addresses, the `Welcome` notice, the portal's own lookups.
+//! - [`rollouts`]: over-the-air update rollouts in stages and agents' update attempts.
+//! - [`settings`]: agent settings pushed from the portal (versioned documents, their acknowledgements, the
+//!   re-sync at hello); [`diagnostics`]: restart, and the agent's logs and health asked live.
 //! - [`sites`]: each agent's site configuration (read, validated write with a history line); the
 //!   agents list search and CSV export rows are in [`agents`].
 
@@ -20,6 +23,7 @@ pub mod branding;
 pub mod commands;
 pub mod control;
 pub mod devices;
+pub mod diagnostics;
 pub mod groups;
 pub mod location;
 pub mod members;
@@ -27,8 +31,10 @@ pub mod owner;
 pub mod owner_auth;
 pub mod releases;
 pub mod renewals;
+pub mod rollouts;
 pub mod session_tokens;
 pub mod sessions;
+pub mod settings;
 pub mod sites;
 pub mod two_factor;
 pub mod users;

@@ -578,7 +578,13 @@ pub async fn delete_with_tombstone(
 ) -> Result<(), StoreError> {
     super::devices::delete_all(conn, &agent.id).await?;
     let id = agent.id.as_str();
-    for table in ["reports", "commands", "history", "renewal_reminders"] {
+    for table in [
+        "reports",
+        "commands",
+        "history",
+        "renewal_reminders",
+        "agent_settings",
+    ] {
         sqlx::query(&format!("DELETE FROM {table} WHERE agent_id = ?"))
             .bind(id)
             .execute(&mut *conn)

@@ -11,6 +11,8 @@
 //! - [`sites`]: each agent's site configuration (contact, customer and contract ids, PSA, address, note).
 //! - [`credentials`]: activation codes (hashed).
 //! - [`releases`]: signed agent releases (the binaries are files under the data directory).
+//! - [`rollouts`]: update rollouts, the agents each considered, agents' update attempts.
+//! - [`settings`]: each agent's portal-managed settings document and what the agent said about it.
 //! - [`renewals`]: renewal reminders sent per agent and renewal date, and who gets them.
 //! - [`users`]: companies, users, their API tokens, single-use links and browser sessions.
 //! - [`groups`]: groups of agents and their users, support grants, and the scope they give a user.
@@ -30,6 +32,8 @@ pub mod owners;
 pub mod releases;
 pub mod renewals;
 pub mod reports;
+pub mod rollouts;
+pub mod settings;
 pub mod sites;
 pub mod two_factor;
 pub mod users;

@@ -2,7 +2,10 @@
 //! local IP, MAC, public IP, platform, location; for yearly and quarterly plans the renewal date, its flag
 //! and a link to the renewal page), the site and customer configuration form, the lifecycle
 //! actions (rename, extend, deactivate, reactivate, cleanup, delete: the last two ask first, and delete
-//! explains that the agent must be disconnected, which the server enforces too) and the agent's history.
+//! explains that the agent must be disconnected, which the server enforces too), its updates (version,
+//! target, whether it can update itself, the latest attempt with the reason when it failed or rolled back,
+//! and the last few attempts), a link to its settings page, its Diagnostics (restart, recent log lines,
+//! health: `super::diagnostics`) and the agent's history.
 //! Every action redirects back with a notice, or shows the server's refusal.
 
 use axum::extract::rejection::FormRejection;
@@ -36,6 +39,7 @@ pub fn done_notice(key: &str) -> Option<&'static str> {
         "cleanup" => "Cleanup started: the agent's data is wiped; its name, subscription and site configuration stay.",
         "site" => "Site configuration saved.",
         "moved" => "Moved to the chosen group.",
+        "restart" => "Restart sent: the agent restarts now (or when it next connects) and is back in a few seconds.",
         _ => return None,
     })
 }
@@ -78,6 +82,8 @@ pub async fn render(
         Err(e) => return op_problem(tech, e, ("/agents", "Back to the agents")),
     };
     let history = app.agent_history(id).await.unwrap_or_default();
+    let facts = app.update_facts(id).await.unwrap_or_default();
+    let attempts = app.agent_updates(id, 5).await.unwrap_or_default();
     let stored = match app.site(id).await {
         Ok(stored) => stored,
         Err(e) => return op_problem(tech, e, ("/agents", "Back to the agents")),
@@ -109,6 +115,7 @@ pub async fn render(
             @if online { span.badge.on { "online" } } @else { span.badge.off { "offline" } } }
         p.actions {
             a.button href={ (base) "/devices" } { "Devices" }
+            a.button.quiet #settings-link href={ (base) "/settings" } { "Settings" }
             @if s.plan.renews() && tech.may(Can::RenewalsDecide) {
                 a.button.quiet #renewal href={ (base) "/renewal" } { "Renewal…" }
             }
@@ -141,6 +148,8 @@ pub async fn render(
         @if !(edit && lifecycle) {
             p.muted #read-only { "Your role (" (tech.caller.role.label()) ") may look but not change some or all of this agent." }
         }
+        h2 { "Updates" }
+        (updates_section(row.version.as_deref(), &facts, &attempts))
         h2 { "Name" }
         fieldset.plain disabled[!edit] { form method="post" action={ (base) "/rename" } {
             input type="hidden" name="csrf" value=(csrf);
@@ -179,6 +188,7 @@ pub async fn render(
             }
         }
         }
+        (super::diagnostics::section(tech, id))
         h2 { "Data" }
         @if lifecycle {
             div.actions {
@@ -194,6 +204,67 @@ pub async fn render(
         status,
         page(&row.name, Some(tech.viewer()), notice.as_ref(), body),
     )
+}
+
+/// What a state reads as on the page.
+fn update_label(state: outpost_cloud_link::update::UpdateState) -> &'static str {
+    use outpost_cloud_link::update::UpdateState as S;
+    match state {
+        S::Pending => "sent, waiting for the agent",
+        S::Downloading => "downloading",
+        S::Installed => "installed, waiting for the new version to check in",
+        S::Committed => "committed",
+        S::RolledBack => "rolled back",
+        S::Failed => "failed",
+    }
+}
+
+/// The agent's version, target, whether it can update, its latest update attempt (with why it failed or
+/// rolled back) and its last few attempts.
+fn updates_section(
+    version: Option<&str>,
+    facts: &crate::app::rollouts::UpdateFacts,
+    attempts: &[crate::store::rollouts::UpdateRow],
+) -> Markup {
+    html! {
+        dl.facts #updates {
+            dt { "Version" } dd #update-version { (version.unwrap_or("—")) }
+            dt { "Target" } dd #update-target { (facts.target.as_deref().unwrap_or("— (not reported: the agent predates updates)")) }
+            dt { "Can update itself" } dd #updatable {
+                @if facts.updatable { "yes" } @else { "no (not started by outpost-agent launch)" }
+            }
+            dt { "Latest update" } dd #update-state {
+                @if let Some(u) = &facts.latest {
+                    (u.version) ": " (update_label(u.state))
+                    @if u.state.is_failure() {
+                        " — "
+                        @if let Some(code) = &u.code { code { (code) } " " }
+                        (u.reason.as_deref().unwrap_or(""))
+                    }
+                    " (" (when(u.updated_at)) ")"
+                } @else { "none" }
+            }
+        }
+        @if !attempts.is_empty() {
+            div.scroll { table #update-attempts {
+                thead { tr {
+                    th scope="col" { "Started" } th scope="col" { "Version" } th scope="col" { "From" }
+                    th scope="col" { "State" } th scope="col" { "Why" } th scope="col" { "Rollout" }
+                } }
+                tbody { @for u in attempts { tr {
+                    td { (when(u.created_at)) }
+                    td { (u.version) }
+                    td { (u.from_version.as_deref().unwrap_or("—")) }
+                    td { (u.state.as_str()) }
+                    td {
+                        @if let Some(code) = &u.code { code { (code) } " " }
+                        (u.reason.as_deref().unwrap_or(""))
+                    }
+                    td { @if let Some(r) = u.rollout_id { a href={ "/rollouts#rollout-" (r) } { (r) } } @else { "—" } }
+                } } }
+            } }
+        }
+    }
 }
 
 fn history_table(entries: &[crate::store::history::Entry]) -> Markup {
@@ -412,6 +483,7 @@ mod tests {
             "cleanup",
             "site",
             "moved",
+            "restart",
         ] {
             assert!(done_notice(key).is_some(), "{key}");
         }

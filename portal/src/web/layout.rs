@@ -77,10 +77,11 @@ pub struct Viewer<'a> {
 }
 
 /// The header's links, each with the action that makes it useful.
-pub const NAV_LINKS: [(&str, &str, Action); 8] = [
+pub const NAV_LINKS: [(&str, &str, Action); 9] = [
     ("/agents", "Agents", Action::AgentsRead),
     ("/map", "Map", Action::AgentsRead),
     ("/groups", "Groups", Action::GroupsRead),
+    ("/rollouts", "Updates", Action::UpdatesRead),
     ("/team", "Team", Action::UsersRead),
     ("/support-grants", "Grants", Action::GrantsManage),
     ("/history", "History", Action::HistoryRead),
@@ -281,17 +282,23 @@ mod tests {
         let labels = |role| -> Vec<&str> { Nav::of(&caller(role)).links().map(|l| l.1).collect() };
         assert_eq!(
             labels(Role::CompanyAdmin),
-            ["Agents", "Map", "Groups", "Team", "Grants", "History", "Branding", "Account"]
+            [
+                "Agents", "Map", "Groups", "Updates", "Team", "Grants", "History", "Branding",
+                "Account"
+            ]
         );
         assert_eq!(
             labels(Role::GroupAdmin),
-            ["Agents", "Map", "Groups", "Account"]
+            ["Agents", "Map", "Groups", "Updates", "Account"]
         );
         assert_eq!(
             labels(Role::Supervisor),
-            ["Agents", "Map", "Groups", "Account"]
+            ["Agents", "Map", "Groups", "Updates", "Account"]
         );
-        assert_eq!(labels(Role::Support), ["Agents", "Map", "Account"]);
+        assert_eq!(
+            labels(Role::Support),
+            ["Agents", "Map", "Updates", "Account"]
+        );
         assert_eq!(Nav::NONE.links().count(), 0);
         let viewer = |nav| Viewer {
             name: "Ana",

@@ -16,6 +16,9 @@
 //!   [`owner_form`]: its owner-access settings; [`renewal`]: its renewal decision page (yearly and
 //!   quarterly plans) and the renewal badge.
 //! - [`devices`]: the agent's devices.
+//! - [`settings`]: the agent's portal-managed settings (state and form); [`diagnostics`]: restart, the
+//!   agent's recent log lines and health, fetched live.
+//! - [`rollouts`]: update rollouts (list, pause, resume, cancel, start one).
 //! - [`team`]: the company's users and invitations; [`groups`]: groups and moving agents between them;
 //!   [`grants`]: support access grants; [`tokens`]: the caller's API tokens; [`history`]: the account
 //!   history with filters and its CSV.
@@ -27,6 +30,7 @@ pub mod auth;
 pub mod backoff;
 pub mod branding;
 pub mod devices;
+pub mod diagnostics;
 pub mod grants;
 pub mod groups;
 pub mod history;
@@ -34,6 +38,8 @@ pub mod layout;
 pub mod map;
 pub mod owner_form;
 pub mod renewal;
+pub mod rollouts;
+pub mod settings;
 pub mod site_form;
 pub mod strength;
 pub mod team;
@@ -92,6 +98,11 @@ pub const PAGES: &[(&str, &str, Action)] = &[
     ("get", "/agents/{id}/renewal", A::RenewalsDecide),
     ("post", "/agents/{id}/renewal", A::RenewalsDecide),
     ("get", "/agents/{id}/devices", A::AgentsRead),
+    ("get", "/agents/{id}/settings", A::AgentsRead),
+    ("post", "/agents/{id}/settings", A::AgentsControl),
+    ("post", "/agents/{id}/restart", A::AgentsControl),
+    ("get", "/agents/{id}/logs", A::AgentsRead),
+    ("get", "/agents/{id}/health", A::AgentsRead),
     ("get", "/agents/{id}/devices/{device}", A::AgentsRead),
     (
         "post",
@@ -149,6 +160,11 @@ pub const PAGES: &[(&str, &str, Action)] = &[
     ("post", "/branding", A::BrandingManage),
     ("post", "/branding/logo", A::BrandingManage),
     ("post", "/branding/logo/delete", A::BrandingManage),
+    ("get", "/rollouts", A::UpdatesRead),
+    ("post", "/rollouts/new", A::UpdatesManage),
+    ("post", "/rollouts/{id}/pause", A::UpdatesManage),
+    ("post", "/rollouts/{id}/resume", A::UpdatesManage),
+    ("post", "/rollouts/{id}/cancel", A::UpdatesManage),
 ];
 
 /// The pages, ready to merge into the portal's router.
@@ -228,6 +244,26 @@ pub fn router(app: App) -> Router {
         .route(
             "/agents/{id}/devices",
             s("/agents/{id}", A::AgentsRead, g(devices::table)),
+        )
+        .route(
+            "/agents/{id}/settings",
+            s("/agents/{id}", A::AgentsRead, g(settings::show)).merge(s(
+                "/agents/{id}",
+                A::AgentsControl,
+                p(settings::save),
+            )),
+        )
+        .route(
+            "/agents/{id}/restart",
+            s("/agents/{id}", A::AgentsControl, p(diagnostics::restart)),
+        )
+        .route(
+            "/agents/{id}/logs",
+            s("/agents/{id}", A::AgentsRead, g(diagnostics::logs)),
+        )
+        .route(
+            "/agents/{id}/health",
+            s("/agents/{id}", A::AgentsRead, g(diagnostics::health)),
         )
         .route(
             "/agents/{id}/devices/{device}",
@@ -394,6 +430,26 @@ pub fn router(app: App) -> Router {
         .route(
             "/branding/logo/delete",
             s("/branding", A::BrandingManage, p(branding::remove_logo)),
+        )
+        .route(
+            "/rollouts",
+            s("/rollouts", A::UpdatesRead, g(rollouts::list)),
+        )
+        .route(
+            "/rollouts/new",
+            s("/rollouts", A::UpdatesManage, p(rollouts::create)),
+        )
+        .route(
+            "/rollouts/{id}/pause",
+            s("/rollouts", A::UpdatesManage, p(rollouts::pause)),
+        )
+        .route(
+            "/rollouts/{id}/resume",
+            s("/rollouts", A::UpdatesManage, p(rollouts::resume)),
+        )
+        .route(
+            "/rollouts/{id}/cancel",
+            s("/rollouts", A::UpdatesManage, p(rollouts::cancel)),
         )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -15,12 +15,14 @@ use base64::Engine;
 use chrono::{DateTime, TimeZone, Utc};
 use http_body_util::BodyExt;
 use outpost_cloud_link::protocol::{
-    AgentMessage, CommandEnvelope, Envelope, Hello, Interface, Platform, Presence, Segment,
+    AgentMessage, CommandEnvelope, Envelope, Hello, Interface, NoticeEnvelope, Platform,
+    PortalNotice, Presence, Segment,
 };
 use outpost_cloud_link::AgentId;
 use outpost_portal::access::Role;
 use outpost_portal::api::rate_limit::ActivationLimiter;
 use outpost_portal::api::{self, ApiOptions};
+use outpost_portal::app::location::{Locator, NoticeSender};
 use outpost_portal::app::{users, App, CommandSender, Deps, SendError, Settings};
 use outpost_portal::broker::{BrokerAdmin, BrokerError};
 use outpost_portal::clock::{Clock, ManualClock, SettableClock, SharedClock};
@@ -92,6 +94,23 @@ impl CommandSender for RecordingSender {
     }
 }
 
+/// Records every notice sent (`Harness::send_noticed` hands the app a locator with it).
+#[derive(Default)]
+pub struct RecordingNotices {
+    pub sent: Mutex<Vec<(AgentId, PortalNotice)>>,
+}
+
+#[async_trait]
+impl NoticeSender for RecordingNotices {
+    async fn send_notice(&self, agent: &AgentId, n: &NoticeEnvelope) -> Result<(), SendError> {
+        self.sent
+            .lock()
+            .unwrap()
+            .push((agent.clone(), n.notice.clone()));
+        Ok(())
+    }
+}
+
 pub enum Auth<'a> {
     None,
     Bearer(&'a str),
@@ -119,6 +138,8 @@ pub struct Harness {
     pub sent_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<(AgentId, CommandEnvelope)>>,
     pub clock: Arc<ManualClock>,
     pub token: String,
+    /// The notices sent through [`Harness::send_noticed`].
+    pub notices: Arc<RecordingNotices>,
     seqs: Mutex<std::collections::HashMap<String, u64>>,
     _dir: TempDir,
 }
@@ -221,6 +242,7 @@ impl Harness {
             sent_rx: tokio::sync::Mutex::new(rx),
             clock: manual,
             token,
+            notices: Arc::new(RecordingNotices::default()),
             seqs: Mutex::new(Default::default()),
             _dir: dir,
         }
@@ -425,6 +447,36 @@ impl Harness {
         ingest::handle(&self.app, &id, env).await.unwrap()
     }
 
+    /// Like [`Harness::send`], with a locator that records the notices the portal sends (no GeoIP
+    /// database): what `notices_to` reads.
+    pub async fn send_noticed(&self, agent: &str, epoch: u64, msg: AgentMessage) -> Disposition {
+        let seq = {
+            let mut seqs = self.seqs.lock().unwrap();
+            let s = seqs.entry(agent.to_owned()).or_insert(0);
+            *s += 1;
+            *s
+        };
+        let id = AgentId::parse(agent).unwrap();
+        let env = Envelope::new(seq, epoch, self.clock.now().timestamp_millis(), msg);
+        let locator = Locator::new(None, Some(self.notices.clone() as Arc<dyn NoticeSender>));
+        ingest::handle_with(&self.app, &locator, &id, env)
+            .await
+            .unwrap()
+    }
+
+    /// The notices sent so far to `agent` through [`Harness::send_noticed`] (the hello's `Welcome`,
+    /// sent from a task of its own, left out).
+    pub fn notices_to(&self, agent: &str) -> Vec<PortalNotice> {
+        self.notices
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(a, n)| a.as_str() == agent && !matches!(n, PortalNotice::Welcome { .. }))
+            .map(|(_, n)| n.clone())
+            .collect()
+    }
+
     /// The agent connects: presence online and hello (in data epoch `epoch`).
     pub async fn connect(&self, agent: &str, name: &str, epoch: u64) {
         self.send(
@@ -494,6 +546,9 @@ pub fn hello_on(name: &str, platform: Platform, segments: Vec<Segment>) -> Agent
         capabilities: vec!["cleanup".into(), "rename".into()],
         segments,
         geoip: false,
+        target: None,
+        updatable: false,
+        settings_version: None,
     })
 }
 

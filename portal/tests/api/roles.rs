@@ -56,6 +56,7 @@ struct World {
     victim_token: i64,
     grant: i64,
     release: i64,
+    rollout: i64,
     token: String,
 }
 
@@ -104,6 +105,28 @@ async fn world(who: Who) -> World {
         .await;
     assert_eq!(moved.status, StatusCode::OK, "{:?}", moved.body);
     let release = crate::releases::add_release(&h, "1.0.0").await;
+    // The agent can take the release (aarch64, under the launcher, older): a rollout to it.
+    let outpost_cloud_link::protocol::AgentMessage::Hello(mut hello) =
+        crate::harness::hello("shop")
+    else {
+        unreachable!()
+    };
+    hello.target = Some("aarch64-unknown-linux-musl".into());
+    hello.updatable = true;
+    h.send(
+        &agent,
+        0,
+        outpost_cloud_link::protocol::AgentMessage::Hello(hello),
+    )
+    .await;
+    let rollout = h
+        .op(
+            Method::POST,
+            "/api/v1/rollouts",
+            Some(json!({ "release_id": release, "agent_id": agent })),
+        )
+        .await;
+    assert_eq!(rollout.status, StatusCode::CREATED, "{:?}", rollout.body);
     let token = match who {
         Who::CompanyAdmin => h.token.clone(),
         Who::GroupAdmin => token_for(&h, "ga@example.com", false).await,
@@ -126,6 +149,7 @@ async fn world(who: Who) -> World {
         victim_token,
         grant: grant.body["id"].as_i64().unwrap(),
         release,
+        rollout: rollout.body["id"].as_i64().unwrap(),
         token,
         h,
     }
@@ -145,6 +169,8 @@ fn concrete(w: &World, path: &str) -> String {
         w.grant.to_string()
     } else if path.starts_with("/releases/{id}") || path.starts_with("/agent/releases/{id}") {
         w.release.to_string()
+    } else if path.starts_with("/rollouts/{id}") {
+        w.rollout.to_string()
     } else {
         assert!(
             !path.contains("{id}"),
@@ -157,7 +183,13 @@ fn concrete(w: &World, path: &str) -> String {
         .replace("{device}", DEVICE)
         .replace("{cid}", "1");
     assert!(!filled.contains('{'), "the roles walk cannot fill {path}");
-    format!("/api/v1{filled}")
+    // Logs and health wait for the (fake) agent's answer: not here.
+    let query = if filled.ends_with("/logs") || filled.ends_with("/health") {
+        "?wait_ms=0"
+    } else {
+        ""
+    };
+    format!("/api/v1{filled}{query}")
 }
 
 /// The staff routes, deletions last (the agent's own deletion very last), so nothing a walker may
@@ -486,6 +518,45 @@ fn every_route_declares_the_pinned_access() {
         // Releases are install-wide (the operator's): there is no operator role, so company admins.
         ("get", "/releases", Access::Staff(A::ReleasesRead)),
         ("delete", "/releases/{id}", Access::Staff(A::ReleasesManage)),
+        // Updates: read by whoever reads the agents; rollouts started and steered by company admins.
+        ("get", "/rollouts", Access::Staff(A::UpdatesRead)),
+        ("post", "/rollouts", Access::Staff(A::UpdatesManage)),
+        ("get", "/rollouts/{id}", Access::Staff(A::UpdatesRead)),
+        (
+            "post",
+            "/rollouts/{id}/pause",
+            Access::Staff(A::UpdatesManage),
+        ),
+        (
+            "post",
+            "/rollouts/{id}/resume",
+            Access::Staff(A::UpdatesManage),
+        ),
+        (
+            "post",
+            "/rollouts/{id}/cancel",
+            Access::Staff(A::UpdatesManage),
+        ),
+        ("get", "/agents/{id}/updates", Access::Staff(A::UpdatesRead)),
+        // Settings and diagnostics: read like the agent; changed and restarted like the control actions.
+        (
+            "get",
+            "/agent-settings/schema",
+            Access::Staff(A::AgentsRead),
+        ),
+        ("get", "/agents/{id}/settings", Access::Staff(A::AgentsRead)),
+        (
+            "put",
+            "/agents/{id}/settings",
+            Access::Staff(A::AgentsControl),
+        ),
+        (
+            "post",
+            "/agents/{id}/restart",
+            Access::Staff(A::AgentsControl),
+        ),
+        ("get", "/agents/{id}/logs", Access::Staff(A::AgentsRead)),
+        ("get", "/agents/{id}/health", Access::Staff(A::AgentsRead)),
     ];
     let table = access_table(ApiOptions { dev_clock: true });
     for (method, path, access) in &table {

@@ -1182,6 +1182,7 @@ async fn the_header_links_follow_the_role() {
             "/agents",
             "/map",
             "/groups",
+            "/rollouts",
             "/team",
             "/support-grants",
             "/history",
@@ -1191,7 +1192,7 @@ async fn the_header_links_follow_the_role() {
     );
     assert_eq!(
         links(&get(&h, "/agents", &gia).await),
-        ["/agents", "/map", "/groups", "/account"]
+        ["/agents", "/map", "/groups", "/rollouts", "/account"]
     );
     assert!(get(&h, "/account", &admin)
         .await
