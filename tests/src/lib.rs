@@ -8,6 +8,7 @@
 pub mod browser;
 pub mod lab;
 pub mod netns;
+pub mod ota;
 pub mod power_lab;
 pub mod responders;
 pub mod smtp;
@@ -68,8 +69,32 @@ pub fn release_agent_bin() -> Result<PathBuf> {
 
 /// `cargo build -p PACKAGE...` in the workspace, with this test process's per-package variables removed.
 fn cargo_build(packages: &[&str], release: bool) -> Result<()> {
+    let mut cmd = cargo_command();
+    cmd.args(["build", "--quiet"]);
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd
+        .status()
+        .context("running cargo build for the binaries")?;
+    if !status.success() {
+        bail!("cargo build of {} failed", packages.join(", "));
+    }
+    Ok(())
+}
+
+/// The workspace's root folder.
+pub fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `cargo` in the workspace, with this test process's per-package variables removed.
+pub fn cargo_command() -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let workspace = workspace_dir();
     let mut cmd = Command::new(cargo);
     // Cargo gives this test process the variables of the package under test; passed on, they would look like
     // a changed environment to build scripts that watch them (ring does) and rebuild half the tree.
@@ -93,20 +118,8 @@ fn cargo_build(packages: &[&str], release: bool) -> Result<()> {
             cmd.env_remove(&*key);
         }
     }
-    cmd.current_dir(&workspace).args(["build", "--quiet"]);
-    for p in packages {
-        cmd.args(["-p", p]);
-    }
-    if release {
-        cmd.arg("--release");
-    }
-    let status = cmd
-        .status()
-        .context("running cargo build for the binaries")?;
-    if !status.success() {
-        bail!("cargo build of {} failed", packages.join(", "));
-    }
-    Ok(())
+    cmd.current_dir(&workspace);
+    cmd
 }
 
 pub fn portal_bin() -> Result<PathBuf> {
@@ -806,6 +819,16 @@ impl Agent {
 
     /// Starts `run` with extra environment variables.
     pub fn start_with_env(&mut self, env: &[(&str, &str)]) -> Result<()> {
+        self.spawn(env, None)
+    }
+
+    /// Starts the agent as its service does, under `launch` (so it can install updates), with these
+    /// options of the launcher (`--deadline-secs 5`).
+    pub fn start_launched(&mut self, launch_args: &[&str]) -> Result<()> {
+        self.spawn(&[], Some(launch_args))
+    }
+
+    fn spawn(&mut self, env: &[(&str, &str)], launch: Option<&[&str]>) -> Result<()> {
         if self.child.is_some() {
             bail!("agent already running");
         }
@@ -822,6 +845,16 @@ impl Agent {
             .arg("--state")
             .arg(self.state())
             .env("OUTPOST_LOG", "info,outpost_agent=debug")
+            .args(
+                launch
+                    .map(|a| {
+                        let mut v = vec!["launch"];
+                        v.extend_from_slice(a);
+                        v.push("--");
+                        v
+                    })
+                    .unwrap_or_default(),
+            )
             .arg("run")
             .arg("--config")
             .arg(self.dir.path().join("agent.toml"))

@@ -9,6 +9,8 @@ mod lifecycle;
 mod mqtt;
 mod people;
 mod resilience;
+mod settings;
 mod subscription;
 mod systemd;
+mod update;
 mod web;
