@@ -759,17 +759,7 @@ impl Config {
 
     /// Loads `explicit` (which must exist) or else the default path (whose absence means defaults).
     pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
-        let (path, required) = match explicit {
-            Some(p) => (p.to_owned(), true),
-            None => (PathBuf::from(DEFAULT_PATH), false),
-        };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Self::from_toml(&text, &path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-                Ok(Config::default())
-            }
-            Err(source) => Err(ConfigError::Read { path, source }),
-        }
+        crate::settings::LocalFile::load(explicit)?.config()
     }
 }
 

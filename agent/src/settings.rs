@@ -13,7 +13,7 @@ use outpost_cloud_link::settings::{Settings, SettingsDoc};
 use serde_json::{Map, Value};
 
 use crate::config::{Config, ConfigError, RawConfig, DEFAULT_PATH};
-use crate::state_dir::{atomic_write, StateDirError};
+use crate::state_dir::{atomic_write, remove_if_exists, StateDirError};
 
 /// The local configuration file as read, kept to lay the portal's settings over it.
 #[derive(Debug, Clone)]
@@ -180,11 +180,7 @@ impl StoredSettings {
     }
 
     pub fn remove(&self) -> Result<(), StateDirError> {
-        match std::fs::remove_file(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StateDirError::io("remove", &self.path, e)),
-        }
+        remove_if_exists(&self.path)
     }
 }
 

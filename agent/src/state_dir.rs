@@ -127,6 +127,15 @@ impl StateDir {
     }
 }
 
+/// Removes the file at `path`; one that is not there is fine.
+pub fn remove_if_exists(path: &Path) -> Result<(), StateDirError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StateDirError::io("remove", path, e)),
+    }
+}
+
 /// Writes `bytes` to `path` so a reader sees the old file or the new one, never a mix: a temporary file in the
 /// same directory (created with `mode`), then a rename. With `durable`, both are fsynced first, so the new
 /// content survives a power cut once this returns.

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use outpost_cloud_link::update::{UpdateReport, UpdateState};
 use serde::{Deserialize, Serialize};
 
-use crate::state_dir::{atomic_write, StateDirError};
+use crate::state_dir::{atomic_write, remove_if_exists, StateDirError};
 
 /// An installed update waiting for the portal's confirmation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,11 +156,7 @@ impl Slots {
     }
 
     fn remove(&self, path: &Path) -> Result<(), StateDirError> {
-        match fs::remove_file(path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StateDirError::io("remove", path, e)),
-        }
+        remove_if_exists(path)
     }
 
     pub fn pending(&self) -> Result<Option<Pending>, StateDirError> {
