@@ -238,8 +238,9 @@ impl Default for RawDiscovery {
 pub struct RawConfig {
     #[serde(default)]
     pub platform: Option<Platform>,
+    /// Not set: the interface of the default route; `[]`: none.
     #[serde(default)]
-    pub interfaces: Vec<RawInterface>,
+    pub interfaces: Option<Vec<RawInterface>>,
     #[serde(default)]
     pub discovery: RawDiscovery,
     #[serde(default)]
@@ -550,8 +551,9 @@ fn parse_dns_server(text: &str) -> Option<SocketAddr> {
 pub struct Config {
     /// Where the agent runs (decides how it blocks); `None`: what `activate --platform` said.
     pub platform: Option<Platform>,
-    /// Interfaces the agent watches; empty means the interface of the default route.
-    pub interfaces: Vec<InterfaceConfig>,
+    /// Interfaces the agent watches. `None` (the key not set): the interface of the default route;
+    /// an empty list (`interfaces = []`): none, the agent only keeps its link.
+    pub interfaces: Option<Vec<InterfaceConfig>>,
     pub discovery: DiscoveryConfig,
     pub blocking: BlockingConfig,
     pub power: PowerConfig,
@@ -571,7 +573,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             platform: None,
-            interfaces: Vec::new(),
+            interfaces: None,
             discovery: DiscoveryConfig::default(),
             blocking: BlockingConfig::default(),
             power: PowerConfig::default(),
@@ -606,6 +608,34 @@ fn seconds(key: &str, value: f64, min_ms: u64) -> Result<Duration, String> {
         ));
     }
     Ok(d)
+}
+
+/// Checks the `interfaces` list: each entry, a name listed twice only with the same settings (kept once),
+/// and one interface per VLAN id.
+fn interface_list(raw: Vec<RawInterface>) -> Result<Vec<InterfaceConfig>, String> {
+    let mut interfaces: Vec<InterfaceConfig> = Vec::with_capacity(raw.len());
+    for raw in raw {
+        let entry = interface_entry(raw)?;
+        if let Some(same) = interfaces.iter().find(|i| i.name == entry.name) {
+            if *same != entry {
+                return Err(format!(
+                    "interfaces: {:?} is listed twice with different settings",
+                    entry.name
+                ));
+            }
+            continue;
+        }
+        if let Some(vlan) = entry.vlan {
+            if let Some(other) = interfaces.iter().find(|i| i.vlan == Some(vlan)) {
+                return Err(format!(
+                    "interfaces: {:?} and {:?} both say vlan = {vlan}; each VLAN is one segment",
+                    other.name, entry.name
+                ));
+            }
+        }
+        interfaces.push(entry);
+    }
+    Ok(interfaces)
 }
 
 /// Checks one `interfaces` entry.
@@ -697,28 +727,10 @@ impl RawConfig {
                 self.outbox_max_bytes
             )));
         }
-        let mut interfaces: Vec<InterfaceConfig> = Vec::with_capacity(self.interfaces.len());
-        for raw in self.interfaces {
-            let entry = interface_entry(raw).map_err(invalid)?;
-            if let Some(same) = interfaces.iter().find(|i| i.name == entry.name) {
-                if *same != entry {
-                    return Err(invalid(format!(
-                        "interfaces: {:?} is listed twice with different settings",
-                        entry.name
-                    )));
-                }
-                continue;
-            }
-            if let Some(vlan) = entry.vlan {
-                if let Some(other) = interfaces.iter().find(|i| i.vlan == Some(vlan)) {
-                    return Err(invalid(format!(
-                        "interfaces: {:?} and {:?} both say vlan = {vlan}; each VLAN is one segment",
-                        other.name, entry.name
-                    )));
-                }
-            }
-            interfaces.push(entry);
-        }
+        let interfaces = match self.interfaces {
+            None => None,
+            Some(list) => Some(interface_list(list).map_err(invalid)?),
+        };
         let discovery = self.discovery.validate().map_err(invalid)?;
         let blocking = self.blocking.validate().map_err(invalid)?;
         let power = self.power.validate().map_err(invalid)?;
@@ -787,10 +799,10 @@ mod tests {
         assert_eq!(c.reconnect_max, Duration::from_millis(500));
         assert_eq!(
             c.interfaces,
-            [
+            Some(vec![
                 InterfaceConfig::named("lan0"),
                 InterfaceConfig::named("br-lan")
-            ]
+            ])
         );
         assert_eq!(c.log_format, LogFormat::Json);
     }
@@ -803,13 +815,14 @@ mod tests {
              [discovery]\nrate_pps = 5000\ndns_server = \"10.0.0.53\"\nmdns = false\n",
         )
         .unwrap();
-        assert_eq!(c.interfaces.len(), 2);
-        assert_eq!(c.interfaces[0].vlan, Some(10));
+        let listed = c.interfaces.as_deref().unwrap_or_default();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].vlan, Some(10));
         assert_eq!(
-            c.interfaces[0].cidr.map(|t| t.to_string()).as_deref(),
+            listed[0].cidr.map(|t| t.to_string()).as_deref(),
             Some("192.168.10.0/24")
         );
-        assert!(c.interfaces[1].tagged && !c.interfaces[0].tagged);
+        assert!(listed[1].tagged && !listed[0].tagged);
         assert_eq!(c.discovery.rate_pps, Some(5000));
         assert_eq!(
             c.discovery.dns_server,
@@ -817,7 +830,19 @@ mod tests {
         );
         assert!(!c.discovery.mdns && c.discovery.ssdp);
         let inline = parse("interfaces = [\"eth1\", {name = \"eth2\", vlan = 30}]").unwrap();
-        assert_eq!(inline.interfaces[1].vlan, Some(30));
+        assert_eq!(
+            inline.interfaces.as_deref().unwrap_or_default()[1].vlan,
+            Some(30)
+        );
+    }
+
+    #[test]
+    fn no_interfaces_key_means_the_default_route_and_an_empty_list_means_none() {
+        assert_eq!(parse("").unwrap().interfaces, None);
+        assert_eq!(
+            parse("interfaces = []").unwrap().interfaces,
+            Some(Vec::new())
+        );
     }
 
     #[test]

@@ -76,7 +76,8 @@ pub struct Settings {
     /// Where the agent runs: `box` (ARP pausing), `router` (nftables), `linux` (no blocking).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
-    /// The interfaces the agent watches, with their VLAN labels; an empty list: the default route's.
+    /// The interfaces the agent watches, with their VLAN labels; an empty list: none. Not set: the agent's
+    /// file decides (without `interfaces` there, the interface of the default route).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interfaces: Option<Vec<InterfaceSetting>>,
     /// Seconds between heartbeats.

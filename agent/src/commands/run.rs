@@ -117,7 +117,7 @@ pub async fn run(state: &StateDir, args: Args) -> anyhow::Result<Exit> {
     let blocker = Blocker::start(
         platform,
         config.blocking.clone(),
-        interfaces_to_watch(&config.interfaces),
+        interfaces_to_watch(config.interfaces.as_deref()),
         store.clone(),
         actions::lookup(discovery.clone()),
     )
@@ -130,7 +130,7 @@ pub async fn run(state: &StateDir, args: Args) -> anyhow::Result<Exit> {
     ));
     let mut tasks = JoinSet::new();
     if let Some(shared) = &discovery {
-        let interfaces = interfaces_to_watch(&config.interfaces);
+        let interfaces = interfaces_to_watch(config.interfaces.as_deref());
         tasks = engine::spawn(
             config.discovery.clone(),
             interfaces,

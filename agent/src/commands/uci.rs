@@ -30,7 +30,7 @@ pub fn config_from_uci(args: Args) -> anyhow::Result<Exit> {
     for section in &converted.disabled_interfaces {
         eprintln!("note: {section} has option enabled '0': not watched");
     }
-    if converted.config.interfaces.is_empty() {
+    if converted.config.interfaces.is_none() {
         eprintln!(
             "note: {} has no enabled interface section: the agent watches the interface of the default route (on a router: the WAN)",
             args.file.display()
@@ -102,8 +102,14 @@ mod tests {
         let text = std::fs::read_to_string(&out).unwrap();
         assert!(text.starts_with("# Generated from "), "{text}");
         let config = crate::config::Config::from_toml(&text, &out).unwrap();
-        assert_eq!(config.interfaces[0].name, "br-lan");
-        assert_eq!(config.interfaces[0].vlan, Some(1));
+        assert_eq!(
+            config.interfaces.as_deref().unwrap_or_default()[0].name,
+            "br-lan"
+        );
+        assert_eq!(
+            config.interfaces.as_deref().unwrap_or_default()[0].vlan,
+            Some(1)
+        );
 
         std::fs::write(&uci, "config interface 'lan'\n\toption vlan '1'\n").unwrap();
         let err = config_from_uci(Args {

@@ -210,10 +210,16 @@ pub fn default_route_interface_in(table: &str) -> Option<String> {
         .map(|(_, iface)| iface.to_owned())
 }
 
-/// The interfaces to watch: the configured ones, or the default route's.
-pub fn interfaces_to_watch(configured: &[InterfaceConfig]) -> Vec<InterfaceConfig> {
-    if !configured.is_empty() {
-        return configured.to_vec();
+/// The interfaces to watch: the configured ones (`interfaces = []`: none), or, when the key is not set, the
+/// default route's.
+pub fn interfaces_to_watch(configured: Option<&[InterfaceConfig]>) -> Vec<InterfaceConfig> {
+    if let Some(listed) = configured {
+        if listed.is_empty() {
+            info!(
+                "interfaces = []: the agent watches no interface (discovery and blocking are idle)"
+            );
+        }
+        return listed.to_vec();
     }
     match default_route_interface() {
         Some(name) => {
@@ -710,6 +716,23 @@ pub fn ssdp_facts(d: SsdpDevice) -> Facts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_interfaces_list_watches_nothing_and_a_list_is_taken_as_it_is() {
+        assert!(interfaces_to_watch(Some(&[])).is_empty());
+        let listed = [
+            InterfaceConfig::named("lan0"),
+            InterfaceConfig::named("lan1"),
+        ];
+        assert_eq!(interfaces_to_watch(Some(&listed)), listed);
+        // Not set: the default route's interface, when this machine has one.
+        assert_eq!(
+            interfaces_to_watch(None),
+            default_route_interface()
+                .map(|name| vec![InterfaceConfig::named(&name)])
+                .unwrap_or_default()
+        );
+    }
 
     #[test]
     fn the_default_route_with_the_lowest_metric_names_the_interface() {

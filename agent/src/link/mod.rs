@@ -903,6 +903,7 @@ impl Link {
                 .config
                 .interfaces
                 .iter()
+                .flatten()
                 .map(|i| Segment {
                     interface: i.name.clone(),
                     vlan: i.vlan,
