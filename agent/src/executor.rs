@@ -8,11 +8,13 @@
 
 use std::path::Path;
 
-use outpost_cloud_link::outbox::Outbox;
-use outpost_cloud_link::protocol::{Command, CommandEnvelope, Outcome, PROTOCOL_VERSION};
+use outpost_cloud_link::outbox::{Entry, Outbox};
+use outpost_cloud_link::protocol::{Command, CommandEnvelope, Envelope, Outcome, PROTOCOL_VERSION};
 use serde::Deserialize;
 
 use crate::identity::Identity;
+use crate::settings::StoredSettings;
+use crate::state_dir::StateDirError;
 use crate::store::{CommandRecord, OutboxTree, Store, StoreError};
 
 /// Longest name accepted by a rename.
@@ -23,8 +25,10 @@ const MAX_NAME_LEN: usize = 200;
 pub enum ExecError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cleanup could not clear the outbox: {0}")]
+    #[error("cleanup could not remove the old epoch's data from the outbox: {0}")]
     Outbox(String),
+    #[error("cleanup could not remove the portal's settings: {0}")]
+    Settings(#[from] StateDirError),
 }
 
 /// A handled command: the id and the outcome to acknowledge.
@@ -34,6 +38,8 @@ pub struct Executed {
     pub outcome: Outcome,
     /// `true` when the id had been seen before and nothing ran now.
     pub duplicate: bool,
+    /// `true` when a cleanup ran now (whatever its epoch): the caller forgets its in-memory data too.
+    pub cleanup: bool,
 }
 
 /// What [`Executor::handle`] did with a message.
@@ -50,12 +56,14 @@ struct IdOnly {
     id: u64,
 }
 
-/// Runs commands against the store, the outbox and the identity file.
+/// Runs commands against the store, the outbox, the identity file and the stored settings.
 pub struct Executor<'a> {
     pub store: &'a Store,
     pub outbox: &'a mut Outbox<OutboxTree>,
     pub identity: &'a mut Identity,
     pub identity_path: &'a Path,
+    /// The portal's settings document (`STATE/settings.json`), removed by a cleanup.
+    pub settings: &'a StoredSettings,
 }
 
 impl Executor<'_> {
@@ -81,9 +89,11 @@ impl Executor<'_> {
                 command_id: id,
                 outcome: previous,
                 duplicate: true,
+                cleanup: false,
             })));
         }
         self.store.record_command(id, &CommandRecord::Started)?;
+        let cleanup = matches!(&decoded, Ok(env) if matches!(env.cmd, Command::Cleanup { .. }));
         let outcome = match decoded {
             Ok(env) if is_deferred(&env.cmd) => {
                 return Ok(Some(Handled::Deferred {
@@ -97,7 +107,9 @@ impl Executor<'_> {
                 Outcome::failed(e.to_string())
             }
         };
-        Ok(Some(Handled::Done(self.finish(id, outcome)?)))
+        let mut done = self.finish(id, outcome)?;
+        done.cleanup = cleanup;
+        Ok(Some(Handled::Done(done)))
     }
 
     /// Records the outcome of command `id` (run now, or deferred and finished by the caller).
@@ -112,6 +124,7 @@ impl Executor<'_> {
             command_id: id,
             outcome,
             duplicate: false,
+            cleanup: false,
         })
     }
 
@@ -142,22 +155,33 @@ impl Executor<'_> {
             | Command::Logs { .. }
             | Command::Health => Outcome::failed(format!("{kind} cannot run inline")),
             Command::Rename { name } => self.rename(name),
-            Command::Cleanup { epoch } => {
-                self.store.wipe_data()?;
-                self.outbox
-                    .clear()
-                    .map_err(|e| ExecError::Outbox(e.to_string()))?;
-                let current = self.store.epoch()?;
-                self.store.set_epoch(current.max(epoch))?;
-                tracing::info!(
-                    epoch = current.max(epoch),
-                    "cleanup: local data and outbox wiped"
-                );
-                Outcome::Done
-            }
+            Command::Cleanup { epoch } => self.cleanup(epoch)?,
         };
         tracing::info!(command_id = id, command = kind, outcome = ?outcome, "command executed");
         Ok(outcome)
+    }
+
+    /// Wipes the gathered data, the old epoch's data still queued (acknowledgements, heartbeats, presence,
+    /// hellos and update reports stay, in order) and the portal's settings; keeps the identity, the name,
+    /// the command ids and the sequence counter. The epoch only ever moves forward.
+    fn cleanup(&mut self, epoch: u64) -> Result<Outcome, ExecError> {
+        self.store.wipe_data()?;
+        let removed = self
+            .outbox
+            .remove_where(is_epoch_data)
+            .map_err(|e| ExecError::Outbox(e.to_string()))?;
+        // Removals are not flushed on their own (see `store`); a cleanup's must not come back after a crash.
+        self.store.flush()?;
+        self.settings.remove()?;
+        let current = self.store.epoch()?;
+        self.store.set_epoch(current.max(epoch))?;
+        tracing::info!(
+            epoch = current.max(epoch),
+            removed,
+            kept = self.outbox.depth(),
+            "cleanup: local data, the queued data messages and the portal's settings wiped"
+        );
+        Ok(Outcome::Done)
     }
 
     fn rename(&mut self, name: String) -> Outcome {
@@ -175,6 +199,12 @@ impl Executor<'_> {
             Err(e) => Outcome::failed(format!("could not store the new name: {e}")),
         }
     }
+}
+
+/// Whether a queued message is data of its epoch (see `AgentMessage::is_epoch_data`). A message that cannot
+/// be read is kept: losing it is worse than the portal dropping it by its epoch.
+fn is_epoch_data(entry: &Entry) -> bool {
+    serde_json::from_slice::<Envelope>(&entry.payload).is_ok_and(|env| env.msg.is_epoch_data())
 }
 
 /// Whether `cmd` is run by the caller, off the link's loop.
@@ -196,6 +226,13 @@ fn is_deferred(cmd: &Command) -> bool {
 mod tests {
     use super::*;
     use crate::identity::sample;
+    use outpost_cloud_link::control::BLOCKS_REPORT;
+    use outpost_cloud_link::geoip::LOCATION_REPORT;
+    use outpost_cloud_link::inventory::{DELTA_KIND, SNAPSHOT_KIND};
+    use outpost_cloud_link::protocol::{Ack, AgentMessage, Heartbeat, Presence, Report};
+    use outpost_cloud_link::settings::SettingsDoc;
+    use outpost_cloud_link::topics;
+    use outpost_cloud_link::update::UPDATE_REPORT;
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -203,6 +240,7 @@ mod tests {
         outbox: Outbox<OutboxTree>,
         identity: Identity,
         identity_path: std::path::PathBuf,
+        settings: StoredSettings,
     }
 
     impl Fixture {
@@ -213,12 +251,14 @@ mod tests {
             let identity_path = dir.path().join("identity.json");
             let identity = sample();
             identity.save(&identity_path).unwrap();
+            let settings = StoredSettings::new(dir.path().join("settings.json"));
             Self {
                 _dir: dir,
                 store,
                 outbox,
                 identity,
                 identity_path,
+                settings,
             }
         }
 
@@ -229,6 +269,7 @@ mod tests {
                 outbox,
                 identity,
                 identity_path,
+                settings,
             } = self;
             drop(outbox);
             drop(store);
@@ -240,6 +281,7 @@ mod tests {
                 outbox,
                 identity,
                 identity_path,
+                settings,
             }
         }
 
@@ -249,7 +291,35 @@ mod tests {
                 outbox: &mut self.outbox,
                 identity: &mut self.identity,
                 identity_path: &self.identity_path,
+                settings: &self.settings,
             }
+        }
+
+        /// Queues `msg` the way the link does (its topic, an envelope stamped with `epoch`).
+        fn queue(&mut self, msg: AgentMessage, epoch: u64) {
+            let topic = topics::up(&self.identity.agent_id, msg.kind());
+            self.outbox
+                .push(&topic, false, |seq| {
+                    Envelope::new(seq, epoch, 0, msg).encode()
+                })
+                .unwrap();
+        }
+
+        /// What is queued, as (topic kind, report kind or "").
+        fn queued(&self) -> Vec<(String, String)> {
+            self.outbox
+                .pending(0, 1000)
+                .unwrap()
+                .into_iter()
+                .map(|q| {
+                    let env: Envelope = serde_json::from_slice(&q.entry.payload).unwrap();
+                    let report = match &env.msg {
+                        AgentMessage::Report(r) => r.kind.clone(),
+                        _ => String::new(),
+                    };
+                    (env.msg.kind().as_str().to_owned(), report)
+                })
+                .collect()
         }
 
         fn handle(&mut self, raw: &[u8]) -> Option<Executed> {
@@ -292,21 +362,90 @@ mod tests {
         assert_eq!(f.identity.name, "Shop front");
     }
 
+    fn report(kind: &str) -> AgentMessage {
+        AgentMessage::Report(Report {
+            kind: kind.into(),
+            body: serde_json::json!({"x": 1}),
+        })
+    }
+
     #[test]
-    fn cleanup_wipes_data_and_outbox_and_sets_the_epoch() {
+    fn cleanup_wipes_data_and_only_the_outboxs_data_messages_and_sets_the_epoch() {
         let mut f = Fixture::new();
         f.store.put_data(b"k", b"v").unwrap();
-        f.outbox.push("t", false, |_| b"old".to_vec()).unwrap();
+        f.queue(
+            AgentMessage::Ack(Ack {
+                command_id: 1,
+                outcome: Outcome::Done,
+                result: None,
+            }),
+            0,
+        );
+        f.queue(report(SNAPSHOT_KIND), 0);
+        f.queue(report(UPDATE_REPORT), 0);
+        f.queue(report(DELTA_KIND), 0);
+        f.queue(
+            AgentMessage::Heartbeat(Heartbeat {
+                uptime_s: 5,
+                outbox_depth: 4,
+                outbox_dropped: 0,
+            }),
+            0,
+        );
+        f.queue(report(BLOCKS_REPORT), 0);
+        f.queue(AgentMessage::Presence(Presence { online: true }), 0);
+        f.queue(report(LOCATION_REPORT), 0);
+        f.queue(report(DELTA_KIND), 0);
+        // A message this build cannot read is kept (the portal judges it by its epoch).
+        f.outbox
+            .push("agents/x/up/report", false, |_| b"not json".to_vec())
+            .unwrap();
         let next = f.outbox.next_seq();
         let e = f.cmd(4, Command::Cleanup { epoch: 3 });
         assert_eq!(e.outcome, Outcome::Done);
+        assert!(e.cleanup, "the executor says a cleanup ran");
         assert_eq!(f.store.data_len(), 0);
-        assert_eq!(f.outbox.depth(), 0);
+        let kept: Vec<u64> = f
+            .outbox
+            .pending(0, 100)
+            .unwrap()
+            .iter()
+            .map(|q| q.seq)
+            .collect();
+        assert_eq!(
+            kept,
+            [1, 3, 5, 7, 10],
+            "the others keep their order and seq"
+        );
+        assert_eq!(
+            f.outbox.pending(9, 1).unwrap()[0].entry.payload,
+            b"not json"
+        );
+        f.outbox.ack(10).unwrap();
+        assert_eq!(
+            f.queued(),
+            [
+                ("ack".to_owned(), String::new()),
+                ("report".to_owned(), UPDATE_REPORT.to_owned()),
+                ("heartbeat".to_owned(), String::new()),
+                ("presence".to_owned(), String::new()),
+            ]
+        );
+        assert_eq!(f.outbox.depth(), 4);
         assert_eq!(
             f.outbox.next_seq(),
             next,
             "sequence numbers are never reused"
         );
+        let bytes = f.outbox.bytes();
+        let f = f.reopen();
+        assert_eq!(
+            (f.outbox.depth(), f.outbox.bytes()),
+            (4, bytes),
+            "the byte count matches what is stored"
+        );
+        assert_eq!(f.queued().len(), 4);
+        assert_eq!(f.outbox.dropped(), 0, "a cleanup is not an overflow");
         assert_eq!(f.store.epoch().unwrap(), 3);
         assert_eq!(
             Identity::load(&f.identity_path).unwrap().unwrap().name,
@@ -316,6 +455,50 @@ mod tests {
             f.store.command(4).unwrap().is_some(),
             "command ids are kept"
         );
+    }
+
+    #[test]
+    fn cleanup_removes_the_portals_settings_and_keeps_the_identity() {
+        let mut f = Fixture::new();
+        let doc = SettingsDoc {
+            version: 3,
+            settings: serde_json::from_str(r#"{"heartbeat_secs": 2}"#).unwrap(),
+        };
+        f.settings.save(&doc).unwrap();
+        assert_eq!(f.settings.load().unwrap(), Some(doc));
+        assert_eq!(
+            f.cmd(9, Command::Cleanup { epoch: 1 }).outcome,
+            Outcome::Done
+        );
+        assert!(!f.settings.path().exists());
+        assert_eq!(f.settings.load().unwrap(), None);
+        assert_eq!(
+            Identity::load(&f.identity_path).unwrap(),
+            Some(f.identity.clone())
+        );
+        // Nothing stored: a cleanup is still fine.
+        assert_eq!(
+            f.cmd(10, Command::Cleanup { epoch: 2 }).outcome,
+            Outcome::Done
+        );
+    }
+
+    #[test]
+    fn a_cleanup_at_an_epoch_not_above_the_stored_one_is_still_reported_as_a_cleanup() {
+        let mut f = Fixture::new();
+        f.store.set_epoch(5).unwrap();
+        f.store.put_data(b"k", b"v").unwrap();
+        let e = f.cmd(11, Command::Cleanup { epoch: 5 });
+        assert!(e.cleanup && !e.duplicate);
+        assert_eq!(f.store.data_len(), 0);
+        assert_eq!(f.store.epoch().unwrap(), 5, "the epoch never goes back");
+        let older = f.cmd(12, Command::Cleanup { epoch: 2 });
+        assert!(older.cleanup);
+        assert_eq!(f.store.epoch().unwrap(), 5);
+        // A redelivered cleanup runs nothing, so it is not reported as one.
+        let again = f.cmd(12, Command::Cleanup { epoch: 2 });
+        assert!(again.duplicate && !again.cleanup);
+        assert!(!f.cmd(13, Command::Ping).cleanup);
     }
 
     #[test]

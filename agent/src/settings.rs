@@ -1,13 +1,15 @@
 //! The portal's settings over the local configuration file: the local `agent.toml` is the bootstrap, the
 //! portal's document (`outpost_cloud_link::settings::SettingsDoc`) is laid over it except for the settings the
 //! file pins, and the result is checked with the same rules as the file alone. The document the agent runs
-//! with is kept in `STATE/settings.json` and laid over the file again at every start.
+//! with is kept in `STATE/settings.json` and laid over the file again at every start; a cleanup removes it
+//! (the agent goes back to the file alone).
 //!
 //! What changes without a restart ([`needs_restart`] says): the heartbeat, the outbox's size and the report
 //! interval. Anything else (interfaces, platform, discovery, blocking, power) takes a restart, which the
 //! agent does by itself under its launcher.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use outpost_cloud_link::settings::{Settings, SettingsDoc};
 use serde_json::{Map, Value};
@@ -132,6 +134,30 @@ fn merge(base: &mut Value, over: Value) {
     }
 }
 
+/// What moving the running configuration from `old` to `new` takes (new settings from the portal, or the
+/// local file alone again after a cleanup): the live settings to change at once, and whether anything else
+/// changed, which takes a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub heartbeat: Option<Duration>,
+    pub outbox_max_bytes: Option<u64>,
+    pub report_interval: Option<Duration>,
+    pub restart: bool,
+}
+
+impl Change {
+    pub fn between(old: &Config, new: &Config) -> Change {
+        Change {
+            heartbeat: (new.heartbeat != old.heartbeat).then_some(new.heartbeat),
+            outbox_max_bytes: (new.outbox_max_bytes != old.outbox_max_bytes)
+                .then_some(new.outbox_max_bytes),
+            report_interval: (new.discovery.report_interval != old.discovery.report_interval)
+                .then_some(new.discovery.report_interval),
+            restart: needs_restart(old, new),
+        }
+    }
+}
+
 /// Whether going from `old` to `new` needs a restart (anything but the heartbeat, the outbox size and the
 /// report interval changed).
 pub fn needs_restart(old: &Config, new: &Config) -> bool {
@@ -175,10 +201,17 @@ impl StoredSettings {
 
     /// Stores the document durably (fsynced).
     pub fn save(&self, doc: &SettingsDoc) -> Result<(), StateDirError> {
-        let bytes = serde_json::to_vec_pretty(doc).unwrap_or_default();
+        let bytes = serde_json::to_vec_pretty(doc).map_err(|e| {
+            StateDirError::io(
+                "encode",
+                &self.path,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            )
+        })?;
         atomic_write(&self.path, &bytes, 0o600, true)
     }
 
+    /// Forgets the document (a cleanup): the agent runs with the local file alone.
     pub fn remove(&self) -> Result<(), StateDirError> {
         remove_if_exists(&self.path)
     }
@@ -188,7 +221,6 @@ impl StoredSettings {
 mod tests {
     use super::*;
     use outpost_cloud_link::settings::limits;
-    use std::time::Duration;
 
     fn local(text: &str) -> LocalFile {
         let dir = tempfile::tempdir().unwrap();
@@ -258,6 +290,47 @@ mod tests {
             .with_settings(&settings(r#"{"discovery": {"rate_pps": 100}}"#))
             .unwrap();
         assert!(needs_restart(&old, &restart));
+    }
+
+    #[test]
+    fn going_back_to_the_file_changes_the_live_settings_at_once_and_restarts_for_the_others() {
+        let file = local("heartbeat_secs = 30\n[discovery]\nenabled = false\n");
+        let alone = file.config().unwrap();
+        // Nothing was pushed: nothing changes.
+        assert_eq!(
+            Change::between(&alone, &alone),
+            Change {
+                heartbeat: None,
+                outbox_max_bytes: None,
+                report_interval: None,
+                restart: false
+            }
+        );
+        // Only live settings were pushed: they go back to the file's now, no restart.
+        let (live, _) = file
+            .with_settings(&settings(
+                r#"{"heartbeat_secs": 2, "outbox_max_bytes": 100000, "discovery": {"report_interval_secs": 1}}"#,
+            ))
+            .unwrap();
+        assert_eq!(
+            Change::between(&live, &alone),
+            Change {
+                heartbeat: Some(Duration::from_secs(30)),
+                outbox_max_bytes: Some(alone.outbox_max_bytes),
+                report_interval: Some(alone.discovery.report_interval),
+                restart: false
+            }
+        );
+        // A setting that is not live was pushed too: the live ones still go back at once, and a restart.
+        let (both, _) = file
+            .with_settings(&settings(
+                r#"{"heartbeat_secs": 2, "discovery": {"rate_pps": 100}}"#,
+            ))
+            .unwrap();
+        let back = Change::between(&both, &alone);
+        assert_eq!(back.heartbeat, Some(Duration::from_secs(30)));
+        assert_eq!(back.outbox_max_bytes, None);
+        assert!(back.restart);
     }
 
     /// The portal checks documents with the shared limits; the agent with its own rules. They must agree at

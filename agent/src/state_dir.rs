@@ -4,7 +4,7 @@
 //! <state>/identity.json   who the agent is (agent id, secret, broker, CA); 0600; its presence = activated
 //! <state>/runtime.json    what the running daemon is doing (for `status`); rewritten on every change
 //! <state>/db/             sled: outbox, executed command ids, data epoch, local data (see `store`)
-//! <state>/settings.json   the portal's settings document the agent runs with (`settings`); kept by a cleanup
+//! <state>/settings.json   the portal's settings document the agent runs with (`settings`); removed by a cleanup
 //! <state>/update/         an installed update and its marks (`update::slots`); kept by a deletion (software)
 //! <state>/deleted         marker: the portal deleted this agent and the state was wiped
 //! ```

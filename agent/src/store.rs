@@ -331,8 +331,9 @@ impl Store {
         self.data.len()
     }
 
-    /// A cleanup's share of the store: drops all gathered data, durably. The outbox is cleared through
-    /// `Outbox::clear` (which keeps the counters); identity, command ids and the seq counter stay.
+    /// A cleanup's share of the store: drops all gathered data, durably. The outbox loses the data messages
+    /// of the old epoch through `Outbox::remove_where` (which keeps the counters and the other messages);
+    /// identity, command ids and the seq counter stay.
     pub fn wipe_data(&self) -> Result<(), StoreError> {
         self.data.clear().map_err(|e| self.err(e))?;
         self.flush()
@@ -440,12 +441,6 @@ impl OutboxLog for OutboxTree {
             .map_err(|e| s.err(e))?
             .and_then(|(k, _)| from_be(&k)))
     }
-
-    fn clear(&self) -> Result<(), StoreError> {
-        let s = &self.store;
-        s.outbox.clear().map_err(|e| s.err(e))?;
-        s.flush()
-    }
 }
 
 #[cfg(test)]
@@ -545,17 +540,18 @@ mod tests {
     }
 
     #[test]
-    fn cleanup_wipes_data_and_outbox_but_keeps_ids_and_seq() {
+    fn cleanup_wipes_data_and_the_outboxs_data_but_keeps_ids_and_seq() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut o = Outbox::open(store.outbox_log(), 1 << 20).unwrap();
-        o.push("t", false, |_| b"x".to_vec()).unwrap();
-        o.push("t", false, |_| b"y".to_vec()).unwrap();
+        o.push("data", false, |_| b"x".to_vec()).unwrap();
+        o.push("keep", false, |_| b"y".to_vec()).unwrap();
         store.put_data(b"device/1", b"{}").unwrap();
         store.record_command(3, &CommandRecord::Started).unwrap();
 
         store.wipe_data().unwrap();
-        o.clear().unwrap();
+        assert_eq!(o.remove_where(|e| e.topic == "data").unwrap(), 1);
+        store.flush().unwrap();
         store.set_epoch(2).unwrap();
         drop(o);
 
@@ -564,7 +560,7 @@ mod tests {
             Store::open(dir.path()).unwrap()
         };
         let mut o = Outbox::open(store.outbox_log(), 1 << 20).unwrap();
-        assert_eq!(o.depth(), 0);
+        assert_eq!(payloads(&o), [(2, "y".to_owned())]);
         assert_eq!(store.data_len(), 0);
         assert_eq!(store.epoch().unwrap(), 2);
         assert_eq!(store.command(3).unwrap(), Some(CommandRecord::Started));

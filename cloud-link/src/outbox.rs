@@ -26,7 +26,6 @@ pub trait OutboxLog {
     fn scan(&self) -> Result<(u64, u64, Option<u64>), Self::Error>;
     /// The oldest entry's sequence number.
     fn oldest(&self) -> Result<Option<u64>, Self::Error>;
-    fn clear(&self) -> Result<(), Self::Error>;
 }
 
 /// Counters kept beside the entries.
@@ -217,12 +216,39 @@ impl<L: OutboxLog> Outbox<L> {
         }
     }
 
-    /// Drops every queued message (a cleanup), keeping the counters so sequence numbers are never reused.
-    pub fn clear(&mut self) -> Result<(), OutboxError<L::Error>> {
-        self.log.clear().map_err(OutboxError::Storage)?;
-        self.depth = 0;
-        self.bytes = 0;
-        Ok(())
+    /// Removes the queued messages `doomed` picks and keeps the others in their order (a cleanup drops the
+    /// data of the epoch it ends, not the acknowledgements or heartbeats queued beside it). The counters stay,
+    /// so sequence numbers are never reused, and the removed messages are not counted as dropped (that count
+    /// is for overflow). Returns how many were removed. Removals are as durable as a PUBACK's (see the log);
+    /// a caller that needs them on disk at once flushes the log itself.
+    pub fn remove_where(
+        &mut self,
+        mut doomed: impl FnMut(&Entry) -> bool,
+    ) -> Result<u64, OutboxError<L::Error>> {
+        const PAGE: usize = 256;
+        let mut after = 0;
+        let mut removed = 0;
+        loop {
+            let page = self
+                .log
+                .range_after(after, PAGE)
+                .map_err(OutboxError::Storage)?;
+            let Some(&(last, _)) = page.last() else {
+                return Ok(removed);
+            };
+            for (seq, raw) in &page {
+                let entry = Entry::decode(raw).ok_or(OutboxError::Corrupt { seq: *seq })?;
+                if !doomed(&entry) {
+                    continue;
+                }
+                if let Some(n) = self.log.remove(*seq).map_err(OutboxError::Storage)? {
+                    self.depth -= 1;
+                    self.bytes -= n as u64;
+                    removed += 1;
+                }
+            }
+            after = last;
+        }
     }
 
     pub fn depth(&self) -> u64 {
@@ -311,10 +337,6 @@ impl OutboxLog for MemoryLog {
     fn oldest(&self) -> Result<Option<u64>, Infallible> {
         Ok(self.lock().1.keys().next().copied())
     }
-    fn clear(&self) -> Result<(), Infallible> {
-        self.lock().1.clear();
-        Ok(())
-    }
 }
 
 impl<T: OutboxLog> OutboxLog for &T {
@@ -339,9 +361,6 @@ impl<T: OutboxLog> OutboxLog for &T {
     }
     fn oldest(&self) -> Result<Option<u64>, Self::Error> {
         (**self).oldest()
-    }
-    fn clear(&self) -> Result<(), Self::Error> {
-        (**self).clear()
     }
 }
 
@@ -463,14 +482,37 @@ mod tests {
     }
 
     #[test]
-    fn clear_keeps_the_counter() {
+    fn remove_where_keeps_the_rest_in_order_and_the_accounting_right() {
         let log = MemoryLog::default();
-        let mut o = Outbox::open(&log, 10_000).unwrap();
-        push(&mut o, "a");
-        o.clear().unwrap();
-        assert_eq!(o.depth(), 0);
-        assert_eq!(o.bytes(), 0);
-        assert_eq!(push(&mut o, "b").seq, 2);
+        let mut o = Outbox::open(&log, 1 << 20).unwrap();
+        // More than one page of the scan, alternating kept and removed messages.
+        for i in 0..600 {
+            let topic = if i % 3 == 0 {
+                "agents/a/up/report"
+            } else {
+                "agents/a/up/ack"
+            };
+            o.push(topic, false, |seq| format!("{seq}:{i}").into_bytes())
+                .unwrap();
+        }
+        let removed = o.remove_where(|e| e.topic.ends_with("/report")).unwrap();
+        assert_eq!(removed, 200);
+        let left = o.pending(0, 1000).unwrap();
+        assert_eq!(left.len(), 400);
+        assert!(left.iter().all(|q| q.entry.topic.ends_with("/ack")));
+        assert!(
+            left.windows(2).all(|w| w[0].seq < w[1].seq),
+            "the kept messages keep their order"
+        );
+        assert_eq!(o.depth(), 400);
+        let reopened = Outbox::open(&log, 1 << 20).unwrap();
+        assert_eq!(
+            (o.depth(), o.bytes()),
+            (reopened.depth(), reopened.bytes()),
+            "the running byte count matches the stored entries"
+        );
+        assert_eq!(o.dropped(), 0, "a removal is not an overflow");
+        assert_eq!(push(&mut o, "next").seq, 601, "sequence numbers go on");
     }
 
     #[test]

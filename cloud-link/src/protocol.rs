@@ -119,6 +119,22 @@ impl AgentMessage {
             AgentMessage::Report(_) => UpKind::Report,
         }
     }
+
+    /// Whether the message is data of the epoch it is stamped with, which the portal drops once a cleanup
+    /// has ended that epoch: every report (inventory snapshot and delta, `blocks`, `location`, any other
+    /// kind) except the `update` report, which is about the agent's software and applied whatever the
+    /// epoch. A hello, a presence, a heartbeat and an acknowledgement are not (the portal applies them in
+    /// any epoch; only the hello's interface list is epoch-checked, and the hello is sent again on connect).
+    /// A cleanup removes exactly these from the agent's outbox.
+    pub fn is_epoch_data(&self) -> bool {
+        match self {
+            AgentMessage::Report(r) => r.kind != crate::update::UPDATE_REPORT,
+            AgentMessage::Hello(_)
+            | AgentMessage::Presence(_)
+            | AgentMessage::Heartbeat(_)
+            | AgentMessage::Ack(_) => false,
+        }
+    }
 }
 
 /// Where the agent runs, as the portal shows it.
@@ -448,6 +464,40 @@ mod tests {
             updatable: true,
             settings_version: Some(4),
         })
+    }
+
+    #[test]
+    fn only_reports_other_than_update_are_epoch_data() {
+        let report = |kind: &str| {
+            AgentMessage::Report(Report {
+                kind: kind.into(),
+                body: serde_json::json!({}),
+            })
+        };
+        for kind in [
+            crate::inventory::SNAPSHOT_KIND,
+            crate::inventory::DELTA_KIND,
+            crate::control::BLOCKS_REPORT,
+            crate::geoip::LOCATION_REPORT,
+            "anything-else",
+        ] {
+            assert!(report(kind).is_epoch_data(), "{kind}");
+        }
+        assert!(!report(crate::update::UPDATE_REPORT).is_epoch_data());
+        assert!(!hello().is_epoch_data());
+        assert!(!AgentMessage::Presence(Presence { online: true }).is_epoch_data());
+        assert!(!AgentMessage::Heartbeat(Heartbeat {
+            uptime_s: 1,
+            outbox_depth: 0,
+            outbox_dropped: 0
+        })
+        .is_epoch_data());
+        assert!(!AgentMessage::Ack(Ack {
+            command_id: 1,
+            outcome: Outcome::Done,
+            result: None
+        })
+        .is_epoch_data());
     }
 
     #[test]

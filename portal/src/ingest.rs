@@ -1,6 +1,8 @@
 //! Agent messages into the store: sequence bookkeeping (duplicates dropped, gaps counted), then one
 //! handler per message kind. Messages of unknown or deleted agents are ignored; reports and hello data from
-//! an older data epoch than the agent's row are dropped.
+//! an older data epoch than the agent's row are dropped. Every write of such data re-checks the epoch
+//! itself ([`store_report`], `agents::hold_epoch` in a transaction): a cleanup may commit between the read
+//! of the agent row and the write.
 //!
 //! Inventory reports (`devices.snapshot`, `devices.delta`) go to the devices store, not to the generic
 //! latest-report-per-kind table: each is applied in one transaction that first re-checks the data epoch.
@@ -101,6 +103,13 @@ pub async fn handle_with(
         }
         row
     };
+    // The agent's data (every report but `update`, by the rule both sides share) counts only in its epoch;
+    // the agent removes the same messages from its outbox at a cleanup.
+    if env.msg.is_epoch_data() && env.epoch != row.data_epoch {
+        debug!(agent = %agent, epoch = env.epoch, data_epoch = row.data_epoch,
+            "report from another data epoch dropped");
+        return Ok(Disposition::StaleEpoch);
+    }
     match env.msg {
         AgentMessage::Hello(hello) => on_hello(app, locator, &row, env.epoch, &hello).await,
         AgentMessage::Presence(p) => {
@@ -137,11 +146,6 @@ pub async fn handle_with(
             Ok(Disposition::Applied)
         }
         AgentMessage::Report(report) => {
-            if env.epoch != row.data_epoch {
-                debug!(agent = %agent, kind = %report.kind, epoch = env.epoch, data_epoch = row.data_epoch,
-                    "report from another data epoch dropped");
-                return Ok(Disposition::StaleEpoch);
-            }
             if report.kind == BLOCKS_REPORT {
                 return on_blocks(app, agent, env.seq, env.epoch, report.body).await;
             }
@@ -152,12 +156,7 @@ pub async fn handle_with(
                 Ok(Some(inventory)) => {
                     on_inventory(app, agent, env.seq, env.epoch, inventory).await
                 }
-                Ok(None) => {
-                    let mut conn = app.store().conn().await?;
-                    reports::upsert(&mut conn, agent, &report.kind, env.epoch, &report.body, now)
-                        .await?;
-                    Ok(Disposition::Applied)
-                }
+                Ok(None) => store_report(app, agent, &report.kind, env.epoch, &report.body).await,
                 Err(e) => {
                     warn!(agent = %agent, seq = env.seq, kind = %report.kind, error = %e,
                         "malformed inventory report dropped");
@@ -374,9 +373,26 @@ async fn on_hello(
         return Ok(Disposition::StaleEpoch);
     }
     let body = serde_json::to_value(&hello.interfaces).unwrap_or_default();
+    store_report(app, agent, "interfaces", epoch, &body).await
+}
+
+/// Stores a report of the generic latest-per-kind table stamped `epoch`. The write itself checks that
+/// `epoch` is still the agent's data epoch: the caller's check read the agent row earlier, and a cleanup
+/// may have committed since (rule: stale data never comes back).
+pub async fn store_report(
+    app: &App,
+    agent: &AgentId,
+    kind: &str,
+    epoch: u64,
+    body: &serde_json::Value,
+) -> Result<Disposition, OpError> {
     let mut conn = app.store().conn().await?;
-    reports::upsert(&mut conn, agent, "interfaces", epoch, &body, now).await?;
-    Ok(Disposition::Applied)
+    if reports::upsert(&mut conn, agent, kind, epoch, body, app.now()).await? {
+        Ok(Disposition::Applied)
+    } else {
+        debug!(agent = %agent, kind, epoch, "report of a data epoch a cleanup just ended dropped");
+        Ok(Disposition::StaleEpoch)
+    }
 }
 
 /// Tells the agent its new version is healthy (`UpdateHealthy`) when its latest update is installed and

@@ -17,8 +17,9 @@
 //!
 //! Commands about the agent itself run here too: `update` ([`updates`]: install, restart, commit on the
 //! portal's `UpdateHealthy`, the outcome reported at the next connection), `apply_settings` and `health`
-//! ([`settings`]), `restart` and `logs` (below). A restart (an installed update, settings that need one, or
-//! asked for) closes the session like a shutdown and returns [`LinkExit::Restart`].
+//! ([`settings`]), `restart` and `logs` (below). A restart (an installed update, settings that need one, a
+//! cleanup that removed such settings, or asked for) closes the session like a shutdown, after queueing the
+//! command's acknowledgement, and returns [`LinkExit::Restart`].
 //!
 //! GeoIP ([`crate::geoip`]): the last `location` report is re-sent on every connect and after a cleanup; the
 //! portal answers each hello with a `Welcome` notice carrying the public address it sees, and a new address
@@ -26,6 +27,8 @@
 
 pub mod flight;
 mod settings;
+#[cfg(test)]
+mod tests;
 mod updates;
 pub mod verdict;
 
@@ -530,12 +533,12 @@ impl Link {
             }
         }
         let before = self.identity.name.clone();
-        let epoch_before = self.store.epoch()?;
         let handled = Executor {
             store: &self.store,
             outbox: &mut self.outbox,
             identity: &mut self.identity,
             identity_path: &self.identity_path,
+            settings: &self.stored_settings,
         }
         .handle(payload)?;
         let done = match handled {
@@ -598,9 +601,12 @@ impl Link {
         if self.identity.name != before {
             info!(name = %self.identity.name, "renamed");
         }
-        if self.store.epoch()? != epoch_before {
-            // A cleanup: the store and outbox are wiped; forget the devices in memory too, tell the
-            // portal the (empty) inventory of the new epoch, and sweep again at once.
+        // Whatever its epoch (one not above the stored epoch still wiped the store): forget what is in
+        // memory too.
+        let mut restart = false;
+        if done.cleanup {
+            // The store, the outbox's data messages and the portal's settings are wiped; forget the devices
+            // in memory too, tell the portal the (empty) inventory of the new epoch, and sweep again at once.
             if let Some(shared) = &self.discovery {
                 shared.clear();
             }
@@ -615,6 +621,7 @@ impl Link {
             self.queue_snapshot()?;
             // The portal wiped its reports: the location goes again, stamped with the new epoch.
             self.queue_location()?;
+            restart = self.settings_after_cleanup();
         }
         self.queue(
             AgentMessage::Ack(Ack {
@@ -624,6 +631,12 @@ impl Link {
             }),
             false,
         )?;
+        if restart {
+            // Like settings that need a restart: the session closes (emptying the outbox, this
+            // acknowledgement included, for up to SHUTDOWN_FLUSH; what is left goes after the restart).
+            info!("cleanup: restarting to run without the portal's settings");
+            self.restart_now = true;
+        }
         Ok(())
     }
 
@@ -635,6 +648,7 @@ impl Link {
             outbox: &mut self.outbox,
             identity: &mut self.identity,
             identity_path: &self.identity_path,
+            settings: &self.stored_settings,
         }
         .finish(done.command_id, done.outcome)?;
         if let Outcome::Failed { message, code } = &recorded.outcome {
@@ -684,6 +698,7 @@ impl Link {
             outbox: &mut self.outbox,
             identity: &mut self.identity,
             identity_path: &self.identity_path,
+            settings: &self.stored_settings,
         }
         .finish(command_id, outcome)?;
         self.queue(

@@ -5,11 +5,12 @@ use outpost_cloud_link::protocol::Outcome;
 use outpost_cloud_link::session::split_host_port;
 use outpost_cloud_link::settings::{SettingsApplied, SettingsDoc};
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::{Link, LinkError, INVALID_SETTINGS, SETTINGS_STORE, STALE_SETTINGS};
+use crate::config::Config;
 use crate::diagnostics;
-use crate::settings::needs_restart;
+use crate::settings::Change;
 
 impl Link {
     /// A settings document from the portal: checked over the local file, stored, the live settings applied
@@ -48,21 +49,8 @@ impl Link {
                 format!("cannot keep the settings: {e}"),
             );
         }
-        let restart = needs_restart(&self.config, &config);
-        if config.heartbeat != self.config.heartbeat {
-            self.heartbeat = interval_at(Instant::now() + config.heartbeat, config.heartbeat);
-            self.heartbeat
-                .set_missed_tick_behavior(MissedTickBehavior::Delay);
-        }
-        if config.discovery.report_interval != self.config.discovery.report_interval {
-            let every = config.discovery.report_interval;
-            self.report = interval_at(Instant::now() + every, every);
-            self.report
-                .set_missed_tick_behavior(MissedTickBehavior::Delay);
-        }
-        self.outbox.set_max_bytes(config.outbox_max_bytes);
+        let restart = self.adopt(config);
         info!(version = doc.version, restart, pinned = ?pinned, "settings from the portal applied");
-        self.config = config;
         self.settings_version = Some(doc.version);
         let applied = SettingsApplied {
             version: doc.version,
@@ -78,6 +66,48 @@ impl Link {
             self.restart_now = true;
         }
         Ok(())
+    }
+
+    /// Runs with `config` from now on: the live settings change at once; `true` when another one changed,
+    /// which takes a restart (the caller sets `restart_now` once the command is acknowledged).
+    pub(super) fn adopt(&mut self, config: Config) -> bool {
+        let change = Change::between(&self.config, &config);
+        if let Some(every) = change.heartbeat {
+            self.heartbeat = interval_at(Instant::now() + every, every);
+            self.heartbeat
+                .set_missed_tick_behavior(MissedTickBehavior::Delay);
+        }
+        if let Some(every) = change.report_interval {
+            self.report = interval_at(Instant::now() + every, every);
+            self.report
+                .set_missed_tick_behavior(MissedTickBehavior::Delay);
+        }
+        if let Some(max) = change.outbox_max_bytes {
+            self.outbox.set_max_bytes(max);
+        }
+        self.config = config;
+        change.restart
+    }
+
+    /// After a cleanup, which removed the portal's settings document: back to the local file alone. The live
+    /// settings go back at once; `true` when another setting differs from the file's, so the agent restarts
+    /// (after acknowledging the cleanup) to run with the file alone.
+    pub(super) fn settings_after_cleanup(&mut self) -> bool {
+        let version = self.settings_version.take();
+        match self.local.config() {
+            Ok(file) => {
+                let restart = self.adopt(file);
+                if version.is_some() {
+                    info!(previous_version = ?version, restart, "cleanup: the portal's settings removed; running with the local configuration file alone");
+                }
+                restart
+            }
+            Err(e) => {
+                // The file was valid at start and is held in memory: this should not happen.
+                error!(error = %e, "cleanup: the local configuration no longer validates; restarting to read it again");
+                true
+            }
+        }
     }
 
     /// The health snapshot (`health` command).

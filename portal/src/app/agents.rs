@@ -1,7 +1,9 @@
 //! Operator actions on agents (rename, cleanup, delete, deactivate/reactivate/extend), the subscription
 //! sweep, and the agents list (search, filters, sort, pages, the CSV export's rows). Every action writes a
 //! history line in the same transaction as the change. A cleanup keeps the site configuration (customer
-//! data, not agent data); a deletion removes it.
+//! data, not agent data) but removes the settings document made for the agent (`app::settings`: its
+//! pending `apply_settings` commands are cancelled, and acknowledgements of older ones are ignored); a
+//! deletion removes everything of the agent but the account history's `deleted` line.
 
 use outpost_cloud_link::protocol::Command;
 use outpost_cloud_link::AgentId;
@@ -16,7 +18,10 @@ use crate::site::SiteConfig;
 use crate::store::agents::{self, AgentRow, SearchClock};
 use crate::store::history::{self, Entry, Line};
 use crate::store::reports::{self, ReportRow};
-use crate::store::{commands, devices, owners, sites, StoreError};
+use crate::store::{commands, devices, owners, settings, sites, StoreError};
+
+/// The code of a pending `apply_settings` command a cleanup cancelled.
+pub const CANCELLED_BY_CLEANUP: &str = "cancelled-by-cleanup";
 
 impl App {
     /// How the store judges `online` now, by the same rule as [`App::is_online`].
@@ -133,13 +138,33 @@ impl App {
         let inventory = devices::delete_all(&mut tx, id).await?;
         // Owner flags are data like the inventory; the owner email and switch are configuration and stay.
         owners::delete_flags(&mut tx, id).await?;
+        // The settings document is configuration made for the agent: it goes (the agent wipes its copy
+        // when it runs the cleanup), and a document still waiting to be sent is not sent.
+        let settings_removed = settings::delete(&mut tx, id).await?;
+        let cancelled = commands::cancel_pending(
+            &mut tx,
+            id,
+            "apply_settings",
+            CANCELLED_BY_CLEANUP,
+            &format!("cancelled: a cleanup removed the agent's settings before it was sent; store new settings (PUT /api/v1/agents/{id}/settings) if the agent needs some"),
+            now,
+        )
+        .await?;
         let epoch = agents::bump_epoch(&mut tx, id).await?;
         let cmd = Command::Cleanup { epoch };
         let command_id = commands::insert(&mut tx, id, &cmd, now).await?;
-        let details = format!(
+        let mut details = format!(
             "data epoch {epoch}; {removed} report(s), {} device(s), {} device event(s) removed",
             inventory.devices, inventory.events
         );
+        if let Some(version) = settings_removed {
+            details.push_str(&format!("; settings v{version} removed"));
+        }
+        if cancelled > 0 {
+            details.push_str(&format!(
+                "; {cancelled} unsent settings command(s) cancelled"
+            ));
+        }
         history::append(
             &mut tx,
             Line {
@@ -154,7 +179,8 @@ impl App {
         .await?;
         tx.commit().await.map_err(StoreError::from)?;
         info!(agent = %id, epoch, command_id, actor = actor.as_str(), reports = removed,
-            devices = inventory.devices, events = inventory.events, "agent data cleaned up");
+            devices = inventory.devices, events = inventory.events, settings = ?settings_removed,
+            "agent data cleaned up");
         self.send_if_online(id, command_id, &cmd).await;
         Ok((command_id, epoch))
     }

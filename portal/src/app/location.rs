@@ -235,7 +235,9 @@ impl App {
     ) -> Result<(), OpError> {
         let body = serde_json::to_value(report).unwrap_or_default();
         let mut conn = self.store().conn().await?;
-        reports::upsert(&mut conn, agent, LOCATION_REPORT, epoch, &body, self.now()).await?;
+        if !reports::upsert(&mut conn, agent, LOCATION_REPORT, epoch, &body, self.now()).await? {
+            debug!(agent = %agent, epoch, "location of a data epoch a cleanup just ended dropped");
+        }
         Ok(())
     }
 }

@@ -5,6 +5,10 @@
 //! record; every step is a line of the agent's history. A hello with an older version than the stored one
 //! (or none while one is stored) queues the current document again, unless it is already on its way or the
 //! agent refused it as invalid: the agent re-syncs after a restore or a re-install.
+//!
+//! A cleanup (`app::agents`) deletes the record: the agent is then like one that never had settings
+//! (version numbers start again at 1), whatever settings version its hello still reports, and the
+//! acknowledgement of a document sent before the cleanup is ignored.
 
 use outpost_cloud_link::protocol::{Ack, Command, Outcome};
 use outpost_cloud_link::settings::{
@@ -257,6 +261,16 @@ impl App {
         let Some(version) = command_version(&cmd.command) else {
             return Ok(());
         };
+        // A document sent before a cleanup was removed by it: its late acknowledgement changes nothing.
+        {
+            let mut conn = self.store().conn().await?;
+            let cleanup = commands::latest_of_kind(&mut conn, agent, "cleanup").await?;
+            if cleanup.is_some_and(|c| c > cmd.id) {
+                info!(agent = %agent, version, command_id = cmd.id, cleanup_command = ?cleanup,
+                    "acknowledgement of settings a cleanup removed ignored");
+                return Ok(());
+            }
+        }
         let Ok(row) = self.agent(agent).await else {
             return Ok(());
         };

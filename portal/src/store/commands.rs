@@ -141,3 +141,42 @@ pub async fn ack(
     .await?;
     row.as_ref().map(from_row).transpose()
 }
+
+/// Marks the agent's pending commands of `kind` failed with `code` and `message` (they will not be sent);
+/// returns how many.
+pub async fn cancel_pending(
+    conn: &mut Conn,
+    agent: &AgentId,
+    kind: &str,
+    code: &str,
+    message: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE commands SET status = 'failed', acked_at = ?, message = ?, code = ? \
+         WHERE agent_id = ? AND kind = ? AND status = 'pending'",
+    )
+    .bind(to_ms(now))
+    .bind(message)
+    .bind(code)
+    .bind(agent.as_str())
+    .bind(kind)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The id of the agent's latest command of `kind`, if any.
+pub async fn latest_of_kind(
+    conn: &mut Conn,
+    agent: &AgentId,
+    kind: &str,
+) -> Result<Option<u64>, StoreError> {
+    let id: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(id) FROM commands WHERE agent_id = ? AND kind = ?")
+            .bind(agent.as_str())
+            .bind(kind)
+            .fetch_one(conn)
+            .await?;
+    id.map(|id| to_u64("id", id)).transpose()
+}

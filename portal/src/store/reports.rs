@@ -1,4 +1,8 @@
 //! What agents reported: the latest body per kind, stamped with the data epoch it belongs to.
+//!
+//! A report is written only while its epoch is still the agent's data epoch, checked by the write itself
+//! ([`upsert`]), so a cleanup committing between the ingest's read of the agent and the write cannot let
+//! an older epoch's report in; reads ([`list`], [`get`]) only return rows of the agent's current epoch.
 
 use chrono::{DateTime, Utc};
 use outpost_cloud_link::AgentId;
@@ -16,7 +20,9 @@ pub struct ReportRow {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Stores (or replaces) the agent's report of `kind`.
+/// Stores (or replaces) the agent's report of `kind` if `epoch` is still the agent's data epoch, in one
+/// statement (the check and the write cannot be split by a cleanup). Returns whether it was stored
+/// (false: a cleanup started a newer epoch, or the agent is gone).
 pub async fn upsert(
     conn: &mut Conn,
     agent: &AgentId,
@@ -24,9 +30,10 @@ pub async fn upsert(
     epoch: u64,
     body: &serde_json::Value,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO reports (agent_id, kind, epoch, body, updated_at) VALUES (?, ?, ?, ?, ?) \
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO reports (agent_id, kind, epoch, body, updated_at) \
+         SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM agents WHERE id = ? AND data_epoch = ?) \
          ON CONFLICT (agent_id, kind) DO UPDATE SET epoch = excluded.epoch, body = excluded.body, \
          updated_at = excluded.updated_at",
     )
@@ -35,9 +42,11 @@ pub async fn upsert(
     .bind(to_i64(epoch))
     .bind(body.to_string())
     .bind(to_ms(now))
+    .bind(agent.as_str())
+    .bind(to_i64(epoch))
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() > 0)
 }
 
 fn from_row(row: &SqliteRow) -> Result<ReportRow, StoreError> {
@@ -51,9 +60,12 @@ fn from_row(row: &SqliteRow) -> Result<ReportRow, StoreError> {
     })
 }
 
+/// The agent's reports of its current data epoch, by kind.
 pub async fn list(conn: &mut Conn, agent: &AgentId) -> Result<Vec<ReportRow>, StoreError> {
     let rows = sqlx::query(
-        "SELECT kind, epoch, body, updated_at FROM reports WHERE agent_id = ? ORDER BY kind",
+        "SELECT r.kind, r.epoch, r.body, r.updated_at FROM reports r \
+         JOIN agents a ON a.id = r.agent_id AND a.data_epoch = r.epoch \
+         WHERE r.agent_id = ? ORDER BY r.kind",
     )
     .bind(agent.as_str())
     .fetch_all(conn)
@@ -61,14 +73,16 @@ pub async fn list(conn: &mut Conn, agent: &AgentId) -> Result<Vec<ReportRow>, St
     rows.iter().map(from_row).collect()
 }
 
-/// The agent's latest report of `kind`, if any.
+/// The agent's latest report of `kind` of its current data epoch, if any.
 pub async fn get(
     conn: &mut Conn,
     agent: &AgentId,
     kind: &str,
 ) -> Result<Option<ReportRow>, StoreError> {
     let row = sqlx::query(
-        "SELECT kind, epoch, body, updated_at FROM reports WHERE agent_id = ? AND kind = ?",
+        "SELECT r.kind, r.epoch, r.body, r.updated_at FROM reports r \
+         JOIN agents a ON a.id = r.agent_id AND a.data_epoch = r.epoch \
+         WHERE r.agent_id = ? AND r.kind = ?",
     )
     .bind(agent.as_str())
     .bind(kind)

@@ -195,3 +195,19 @@ pub async fn set_running(
     .await?;
     Ok(())
 }
+
+/// Removes the agent's record (cleanup: the document made for the agent goes with its data). Returns the
+/// version of the document it held, if one was stored.
+pub async fn delete(conn: &mut Conn, agent: &AgentId) -> Result<Option<u64>, StoreError> {
+    let version: Option<i64> = sqlx::query_scalar(
+        "DELETE FROM agent_settings WHERE agent_id = ? AND version > 0 RETURNING version",
+    )
+    .bind(agent.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM agent_settings WHERE agent_id = ?")
+        .bind(agent.as_str())
+        .execute(conn)
+        .await?;
+    version.map(|v| to_u64("version", v)).transpose()
+}

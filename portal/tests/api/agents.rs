@@ -287,6 +287,263 @@ async fn cleanup_wipes_reports_bumps_the_epoch_and_drops_stale_reports() {
     assert_eq!(data.body["reports"][0]["body"], json!({ "n": 3 }));
 }
 
+/// The ingest checks a report's epoch against the agent row it read first; a cleanup committing between
+/// that read and the write must still keep the report out (the write itself re-checks the epoch), and the
+/// listing shows only rows of the current epoch.
+#[tokio::test]
+async fn a_cleanup_between_the_epoch_check_and_the_write_keeps_the_stale_report_out() {
+    use outpost_cloud_link::AgentId;
+    use outpost_portal::store::{agents, reports};
+    let h = Harness::new().await;
+    let id = id_of(&h.activate("gw").await);
+    let agent = AgentId::parse(&id).unwrap();
+    // The ingest reads the agent row: epoch 0.
+    let read = {
+        let mut conn = h.app.store().conn().await.unwrap();
+        agents::get(&mut conn, &agent).await.unwrap().unwrap()
+    };
+    assert_eq!(read.data_epoch, 0);
+    // A cleanup commits meanwhile.
+    let resp = h
+        .op(Method::POST, &format!("/api/v1/agents/{id}/cleanup"), None)
+        .await;
+    assert_eq!(resp.status, StatusCode::ACCEPTED, "{:?}", resp.body);
+    // Then the ingest writes what it checked against epoch 0: dropped.
+    let body = json!({ "n": 1 });
+    let outcome =
+        outpost_portal::ingest::store_report(&h.app, &agent, "devices", read.data_epoch, &body)
+            .await
+            .unwrap();
+    assert_eq!(outcome, Disposition::StaleEpoch);
+    let stored: i64 = {
+        let mut conn = h.app.store().conn().await.unwrap();
+        sqlx::query_scalar("SELECT COUNT(*) FROM reports WHERE agent_id = ?")
+            .bind(&id)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(stored, 0, "the stale report reached the reports table");
+    // The store call itself refuses it too (the location report uses it directly).
+    {
+        let mut conn = h.app.store().conn().await.unwrap();
+        let now = h.app.now();
+        assert!(
+            !reports::upsert(&mut conn, &agent, "devices", 0, &body, now)
+                .await
+                .unwrap()
+        );
+        // A row of an older epoch already in the table (an older portal wrote it) is not listed.
+        sqlx::query(
+            "INSERT INTO reports (agent_id, kind, epoch, body, updated_at) VALUES (?, 'old', 0, '{}', 0)",
+        )
+        .bind(&id)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        assert!(reports::get(&mut conn, &agent, "old")
+            .await
+            .unwrap()
+            .is_none());
+    }
+    let data = h
+        .op(Method::GET, &format!("/api/v1/agents/{id}/data"), None)
+        .await;
+    assert_eq!(data.body, json!({ "data_epoch": 1, "reports": [] }));
+    // The current epoch's report is stored.
+    let outcome = outpost_portal::ingest::store_report(&h.app, &agent, "devices", 1, &body)
+        .await
+        .unwrap();
+    assert_eq!(outcome, Disposition::Applied);
+    let data = h
+        .op(Method::GET, &format!("/api/v1/agents/{id}/data"), None)
+        .await;
+    assert_eq!(data.body["reports"][0]["kind"], "devices");
+    assert_eq!(data.body["reports"][0]["epoch"], 1);
+}
+
+fn hello_running_settings(name: &str, version: Option<u64>) -> AgentMessage {
+    let AgentMessage::Hello(mut hl) = crate::harness::hello(name) else {
+        unreachable!()
+    };
+    hl.settings_version = version;
+    AgentMessage::Hello(hl)
+}
+
+fn settings_commands(h: &Harness, id: &str) -> Vec<(u64, serde_json::Value)> {
+    h.sent_to(id)
+        .into_iter()
+        .filter_map(|e| match e.cmd {
+            Command::ApplySettings { doc } => Some((e.id, doc)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Cleanup removes the configuration made for the agent (its settings document) with its data, and keeps
+/// its name, subscription and site (customer) information. A hello still naming an old settings version
+/// neither brings the document back nor gets one pushed; `GET .../settings` answers as for an agent that
+/// never had settings; a document queued before the cleanup is never sent and a late acknowledgement of
+/// one sent before it changes nothing.
+#[tokio::test]
+async fn cleanup_removes_the_agents_settings_and_keeps_name_subscription_and_site() {
+    let h = Harness::new().await;
+    let id = id_of(&h.activate("gw").await);
+    let never = id_of(&h.activate("other").await);
+    h.connect(&id, "gw", 0).await;
+    h.connect(&never, "other", 0).await;
+    let settings_path = format!("/api/v1/agents/{id}/settings");
+    let site = json!({ "customer_id": "C-1001", "note": "Gate code 1234." });
+    let resp = h
+        .op(
+            Method::PUT,
+            &format!("/api/v1/agents/{id}/site"),
+            Some(site),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
+    let resp = h
+        .op(
+            Method::PUT,
+            &settings_path,
+            Some(json!({ "settings": { "heartbeat_secs": 12 } })),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
+    let sent = settings_commands(&h, &id);
+    assert_eq!(sent.len(), 1);
+    let v1_command = sent[0].0;
+    h.send(
+        &id,
+        0,
+        AgentMessage::Ack(outpost_cloud_link::protocol::Ack {
+            command_id: v1_command,
+            outcome: outpost_cloud_link::protocol::Outcome::Done,
+            result: Some(json!({"version": 1, "pinned": [], "restart": false})),
+        }),
+    )
+    .await;
+    h.send(&id, 0, hello_running_settings("gw", Some(1))).await;
+    // Version 2 goes out while the agent is offline: queued, never sent.
+    h.send_seq(
+        &id,
+        0,
+        0,
+        AgentMessage::Presence(Presence { online: false }),
+    )
+    .await;
+    let resp = h
+        .op(
+            Method::PUT,
+            &settings_path,
+            Some(json!({ "settings": { "heartbeat_secs": 20 }, "base_version": 1 })),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
+    assert_eq!(resp.body["version"], 2);
+    assert_eq!(settings_commands(&h, &id).len(), 1, "offline: v2 queued");
+    let before = h.agent(&id).await;
+
+    let resp = h
+        .op(Method::POST, &format!("/api/v1/agents/{id}/cleanup"), None)
+        .await;
+    assert_eq!(resp.status, StatusCode::ACCEPTED, "{:?}", resp.body);
+
+    // Settings gone: the record is that of an agent that never had settings.
+    let mut cleaned = h.op(Method::GET, &settings_path, None).await.body;
+    let mut fresh = h
+        .op(
+            Method::GET,
+            &format!("/api/v1/agents/{never}/settings"),
+            None,
+        )
+        .await
+        .body;
+    assert_eq!(cleaned["version"], 0, "{cleaned}");
+    assert_eq!(cleaned["state"], "none");
+    assert_eq!(cleaned["settings"], json!({}));
+    // The never-configured agent said hello without a settings version; the cleaned one has not said
+    // hello since: neither runs a portal document the record knows of.
+    cleaned["running_version"] = serde_json::Value::Null;
+    fresh["running_version"] = serde_json::Value::Null;
+    assert_eq!(cleaned, fresh);
+    {
+        let mut conn = h.app.store().conn().await.unwrap();
+        let rows: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM agent_settings WHERE agent_id = ?")
+                .bind(&id)
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+        assert_eq!(rows, 0, "the settings row survived the cleanup");
+    }
+    // Name, subscription and site stay.
+    let after = h.agent(&id).await;
+    assert_eq!(after["name"], "gw");
+    assert_eq!(after["subscription"], before["subscription"]);
+    assert_eq!(after["status"], before["status"]);
+    let site = h
+        .op(Method::GET, &format!("/api/v1/agents/{id}/site"), None)
+        .await;
+    assert_eq!(site.body["customer_id"], "C-1001");
+    assert_eq!(site.body["note"], "Gate code 1234.");
+    let history = h
+        .op(Method::GET, &format!("/api/v1/agents/{id}/history"), None)
+        .await;
+    let cleanup_line = agent_lines(&history.body)
+        .into_iter()
+        .find(|e| e["action"] == "cleanup")
+        .unwrap();
+    let details = cleanup_line["details"].as_str().unwrap();
+    assert!(details.contains("settings v2 removed"), "{details}");
+    assert!(
+        details.contains("1 unsent settings command(s) cancelled"),
+        "{details}"
+    );
+
+    // The agent comes back still running v1 (it has not run the cleanup yet), then newer: nothing is
+    // pushed, nothing comes back; only the cleanup command goes out.
+    h.send(&id, 0, hello_running_settings("gw", Some(1))).await;
+    h.send(&id, 0, hello_running_settings("gw", Some(7))).await;
+    assert_eq!(
+        settings_commands(&h, &id).len(),
+        1,
+        "a settings document was pushed after the cleanup"
+    );
+    assert!(h
+        .sent_to(&id)
+        .iter()
+        .any(|e| matches!(e.cmd, Command::Cleanup { epoch: 1 })));
+    // A late acknowledgement of v1 (sent before the cleanup) changes nothing.
+    h.send(
+        &id,
+        1,
+        AgentMessage::Ack(outpost_cloud_link::protocol::Ack {
+            command_id: v1_command,
+            outcome: outpost_cloud_link::protocol::Outcome::Done,
+            result: Some(json!({"version": 1, "pinned": ["discovery.retries"], "restart": true})),
+        }),
+    )
+    .await;
+    let r = h.op(Method::GET, &settings_path, None).await.body;
+    assert_eq!(r["version"], 0, "{r}");
+    assert_eq!(r["state"], "none");
+    assert_eq!(r["settings"], json!({}));
+    assert!(r["applied_version"].is_null(), "{r}");
+    assert_eq!(r["pinned"], json!([]));
+    // New settings start again at version 1 and are sent.
+    let resp = h
+        .op(
+            Method::PUT,
+            &settings_path,
+            Some(json!({ "settings": { "heartbeat_secs": 30 } })),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
+    assert_eq!(resp.body["version"], 1);
+    assert_eq!(settings_commands(&h, &id).len(), 2);
+}
+
 #[tokio::test]
 async fn cleanup_of_an_offline_agent_is_sent_at_its_next_hello() {
     let h = Harness::new().await;
