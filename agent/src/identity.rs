@@ -25,6 +25,12 @@ pub enum IdentityError {
     },
     #[error(transparent)]
     Write(#[from] StateDirError),
+    #[error("cannot encode the identity for {path}: {source}; nothing was written (report this as a bug)")]
+    Encode {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// What activation gave this agent.
@@ -84,7 +90,10 @@ impl Identity {
 
     /// Replaces the file at `path` atomically and durably, readable by its owner only.
     pub fn save(&self, path: &Path) -> Result<(), IdentityError> {
-        let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        let bytes = serde_json::to_vec_pretty(self).map_err(|source| IdentityError::Encode {
+            path: path.display().to_string(),
+            source,
+        })?;
         atomic_write(path, &bytes, 0o600, true)?;
         Ok(())
     }

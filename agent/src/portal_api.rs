@@ -38,11 +38,13 @@ pub enum PortalError {
     RateLimited(u64),
     #[error("the portal refused the request: {0}")]
     InvalidRequest(String),
-    #[error("the portal rejected this agent's credentials (bad_credentials)")]
+    #[error("the portal does not accept this agent's credentials (HTTP 401 bad_credentials): the identity in the state directory is not one the portal knows (the agent was activated again elsewhere, or identity.json was replaced); activate it again with a new code from the portal: outpost-agent activate CODE --portal URL --force")]
     BadCredentials,
     #[error("this agent was deleted in the portal")]
     AgentDeleted,
-    #[error("unexpected answer from the portal: HTTP {status}: {body}")]
+    #[error("the portal answered HTTP 410 Gone without saying this agent was deleted (no agent_deleted code): {body}; the agent keeps its state and asks again later. Check that the portal URL points at the Outpost portal itself (not a proxy or another service) and that the portal is up to date")]
+    Gone { body: String },
+    #[error("unexpected answer from the portal: HTTP {status}: {body}; check that the portal URL points at the Outpost portal itself (not a proxy or another service) and that the portal is up to date; the portal's log says more")]
     Unexpected { status: u16, body: String },
 }
 
@@ -66,7 +68,16 @@ pub fn map_error(status: StatusCode, retry_after: Option<u64>, body: &str) -> Po
         (429, _) => PortalError::RateLimited(retry_after.unwrap_or(60)),
         (400, _) => PortalError::InvalidRequest(detail),
         (401, _) => PortalError::BadCredentials,
+        // Only the portal's own word deletes this agent's state: a bare 410 (a proxy, another service, a
+        // route gone in another portal version) must not.
         (410, "agent_deleted") => PortalError::AgentDeleted,
+        (410, _) => PortalError::Gone {
+            body: if body.trim().is_empty() {
+                "empty body".to_owned()
+            } else {
+                format!("body: {}", body.chars().take(300).collect::<String>())
+            },
+        },
         (s, _) => PortalError::Unexpected {
             status: s,
             body: detail,
@@ -352,6 +363,43 @@ mod tests {
         assert!(
             matches!(e, PortalError::Unexpected { status: 502, ref body } if body.contains("oops"))
         );
+    }
+
+    #[test]
+    fn errors_without_an_activation_code_context_say_what_to_do() {
+        let bad = err(401, "bad_credentials").to_string();
+        assert!(
+            bad.contains("activate it again with a new code") && bad.contains("--force"),
+            "{bad}"
+        );
+        let e = map_error(StatusCode::BAD_GATEWAY, None, "<html>oops</html>").to_string();
+        assert!(
+            e.contains("HTTP 502") && e.contains("oops") && e.contains("check that the portal URL"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn only_a_410_saying_agent_deleted_means_deleted() {
+        assert!(matches!(
+            err(410, "agent_deleted"),
+            PortalError::AgentDeleted
+        ));
+        for body in [
+            "",
+            "<html>Gone</html>",
+            r#"{"error":"gone","message":"no such route"}"#,
+        ] {
+            let e = map_error(StatusCode::GONE, None, body);
+            assert!(matches!(e, PortalError::Gone { .. }), "{body:?}: {e:?}");
+            let text = e.to_string();
+            assert!(text.contains("HTTP 410"), "{text}");
+            if !body.is_empty() {
+                assert!(text.contains("Gone") && text.contains(&body[..5]), "{text}");
+            } else {
+                assert!(text.contains("empty body"), "{text}");
+            }
+        }
     }
 
     #[test]

@@ -216,7 +216,10 @@ impl Store {
 
     /// Records `id` durably, then prunes the oldest ids beyond [`MAX_COMMAND_IDS`].
     pub fn record_command(&self, id: u64, record: &CommandRecord) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(record).unwrap_or_default();
+        let bytes = serde_json::to_vec(record).map_err(|source| StoreError::Encode {
+            what: format!("record of command {id}"),
+            source,
+        })?;
         self.commands
             .insert(be(id), bytes)
             .map_err(|e| self.err(e))?;
@@ -252,7 +255,11 @@ impl Store {
                 tracing::warn!(mac = %d.mac, "not storing a device with an unreadable MAC");
                 continue;
             };
-            batch.insert(&key[..], serde_json::to_vec(d).unwrap_or_default());
+            let value = serde_json::to_vec(d).map_err(|source| StoreError::Encode {
+                what: format!("device {}", d.mac),
+                source,
+            })?;
+            batch.insert(&key[..], value);
         }
         self.data.apply_batch(batch).map_err(|e| self.err(e))
     }

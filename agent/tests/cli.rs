@@ -151,6 +151,95 @@ fn activate_refuses_to_replace_an_identity_without_force() {
     assert!(!stderr(&o).contains("\"x\""), "the secret is never printed");
 }
 
+/// Activation checks the state directory before it calls the portal: each local problem is a clear error
+/// saying the code was not used, and the portal (a listener here, which would see any attempt) is never
+/// contacted.
+#[test]
+fn activate_checks_the_state_directory_before_spending_the_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let portal = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    portal.set_nonblocking(true).unwrap();
+    let url = format!("https://{}", portal.local_addr().unwrap());
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, TEST_CA).unwrap();
+    let activate = |state: &Path, force: bool| {
+        let mut args = vec![
+            "activate",
+            "ABCD-EFGH",
+            "--portal",
+            &url,
+            "--ca",
+            ca.to_str().unwrap(),
+            "--platform",
+            "box",
+        ];
+        if force {
+            args.push("--force");
+        }
+        agent(state, &args)
+    };
+
+    // The state directory's parent is a file.
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, "x").unwrap();
+    let o = activate(&blocker.join("state"), false);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("cannot be used") && e.contains("code was not used"),
+        "{e}"
+    );
+
+    // identity.json is a directory (replacing an identity with --force would have spent the code and then
+    // failed to write it).
+    let state = dir.path().join("state1");
+    std::fs::create_dir_all(state.join("identity.json")).unwrap();
+    let o = activate(&state, true);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("identity.json is in the way") && e.contains("code was not used"),
+        "{e}"
+    );
+
+    // The database path is a file.
+    let state = dir.path().join("state2");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("db"), "x").unwrap();
+    let o = activate(&state, false);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("db is in the way"), "{e}");
+    assert!(!e.contains("cannot reach the portal"), "{e}");
+
+    match portal.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("activation called the portal despite the local problem: {other:?}"),
+    }
+
+    // With nothing in the way it does call the portal (so the check above is not vacuous); the connection
+    // is closed at once, so the agent fails fast.
+    let watcher = std::thread::spawn(move || {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < until {
+            if let Ok((conn, _)) = portal.accept() {
+                drop(conn);
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        false
+    });
+    let o = activate(&dir.path().join("state3"), false);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        watcher.join().unwrap(),
+        "a clean state directory goes on to the portal: {}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("code was not used"), "{}", stderr(&o));
+}
+
 const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
 MIIBljCCAT2gAwIBAgIUZ1VOsUDPfqhTkl8SpYTtFmDU3uQwCgYIKoZIzj0EAwIw
 IDEeMBwGA1UEAwwVb3V0cG9zdC1hZ2VudC10ZXN0LWNhMCAXDTI2MTEyNDAyNTUw

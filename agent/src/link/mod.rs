@@ -392,6 +392,12 @@ impl Link {
                         delay_ms = delay.as_millis() as u64,
                         "credentials rejected by the portal; retrying (if this persists, activate the agent again with a new code and --force)"
                     ),
+                    Verdict::Unexplained { reason } => error!(
+                        agent_id = %self.identity.agent_id,
+                        reason = %reason,
+                        delay_ms = delay.as_millis() as u64,
+                        "the broker turned this agent away and the portal's answer does not say why; keeping the state and retrying"
+                    ),
                     Verdict::NoAnswer { reason } => warn!(
                         reason = %reason,
                         delay_ms = delay.as_millis() as u64,
@@ -888,6 +894,9 @@ impl Link {
                 Verdict::Disabled { status } => debug!(status = %status, "still disabled"),
                 Verdict::CredentialsRejected => {
                     error!(agent_id = %self.identity.agent_id, "credentials rejected by the portal while disabled")
+                }
+                Verdict::Unexplained { reason } => {
+                    error!(agent_id = %self.identity.agent_id, reason = %reason, "the portal's answer does not say whether this agent is active again; asking again later")
                 }
                 Verdict::NoAnswer { reason } => {
                     warn!(reason = %reason, "cannot ask the portal whether this agent is active again")

@@ -25,6 +25,9 @@ pub enum Verdict {
     Deleted,
     /// The portal does not know these credentials: log loudly, keep retrying with backoff.
     CredentialsRejected,
+    /// The portal answered, but not in a way this agent understands (a 410 without `agent_deleted`, an
+    /// unexpected status): log loudly with the status and body, keep the state, keep retrying with backoff.
+    Unexplained { reason: String },
     /// No usable answer (portal down, network): keep retrying with backoff.
     NoAnswer { reason: String },
 }
@@ -41,6 +44,11 @@ pub fn verdict(answer: &Result<AgentStatus, PortalError>) -> Verdict {
         },
         Err(PortalError::AgentDeleted) => Verdict::Deleted,
         Err(PortalError::BadCredentials) => Verdict::CredentialsRejected,
+        Err(e @ (PortalError::Gone { .. } | PortalError::Unexpected { .. })) => {
+            Verdict::Unexplained {
+                reason: e.to_string(),
+            }
+        }
         Err(e) => Verdict::NoAnswer {
             reason: e.to_string(),
         },
@@ -80,6 +88,19 @@ mod tests {
             verdict(&Err(PortalError::BadCredentials)),
             Verdict::CredentialsRejected
         );
+        // A 410 that does not say agent_deleted deletes nothing, and is not mistaken for a network problem.
+        let gone =
+            crate::portal_api::map_error(reqwest::StatusCode::GONE, None, "<html>Gone</html>");
+        assert!(
+            matches!(verdict(&Err(gone)), Verdict::Unexplained { ref reason } if reason.contains("HTTP 410") && reason.contains("<html>Gone</html>"))
+        );
+        assert!(matches!(
+            verdict(&Err(PortalError::Unexpected {
+                status: 502,
+                body: "oops".into()
+            })),
+            Verdict::Unexplained { .. }
+        ));
         assert!(matches!(
             verdict(&Err(PortalError::Unreachable {
                 url: "u".into(),
