@@ -496,18 +496,31 @@ async fn releases_command(command: ReleasesCommand) -> Result<()> {
 }
 
 /// What agents are told: --public-mqtts, else the first --hostname with the listener's port when it
-/// listens on every address, else the listener itself.
-fn public_broker_address(args: &UpArgs) -> String {
+/// listens on every address, else the listener itself. A listener on every address (`0.0.0.0`, `[::]`)
+/// with neither option is refused: agents would be told to connect to `0.0.0.0`.
+fn public_broker_address(args: &UpArgs) -> Result<String> {
     if let Some(public) = &args.public_mqtts {
-        return public.clone();
+        return Ok(public.clone());
+    }
+    let port = args.mqtts.port();
+    if !args.mqtts.ip().is_unspecified() {
+        return Ok(args.mqtts.to_string());
     }
     match args.hostnames.first() {
-        Some(host) if args.mqtts.ip().is_unspecified() => format!("{host}:{}", args.mqtts.port()),
-        _ => args.mqtts.to_string(),
+        Some(host) if host.parse::<std::net::Ipv6Addr>().is_ok() => Ok(format!("[{host}]:{port}")),
+        Some(host) => Ok(format!("{host}:{port}")),
+        None => bail!(
+            "--mqtts {} listens on every address, which is no address an agent can connect to; add \
+             --public-mqtts HOST:{port} (the address agents reach the broker at) or --hostname HOST (a name \
+             of this machine the agents resolve: the certificate covers it and agents are told HOST:{port})",
+            args.mqtts
+        ),
     }
 }
 
 async fn up(args: UpArgs) -> Result<()> {
+    // Before anything is created or started: what agents are told must be an address they can reach.
+    let broker_address = public_broker_address(&args)?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let data = ensure_data_dir(&args.data)?;
     let store = open_store(&data).await?;
@@ -568,13 +581,25 @@ async fn up(args: UpArgs) -> Result<()> {
         clock,
         dev_clock,
         settings: Settings {
-            broker_address: public_broker_address(&args),
+            broker_address: broker_address.clone(),
             ca_pem: pki.ca_cert_pem.clone(),
             offline_after: Duration::from_secs(args.offline_after),
             public_url,
         },
         mailer,
     });
+    // The admin session is connected: agents the store refuses must be refused by the broker too (a
+    // transition changes the broker before it commits). The sweeper checks again at every pass.
+    match app.reconcile_broker().await {
+        Ok(0) => {}
+        Ok(n) => info!(
+            disabled = n,
+            "deactivated or expired agents disabled in the broker"
+        ),
+        Err(e) => {
+            warn!(error = %e, "deactivated and expired agents not checked in the broker; the first sweep retries")
+        }
+    }
     let limiter = Arc::new(ActivationLimiter::per_minute(args.activation_rate));
     let locator = outpost_portal::app::location::Locator::new(
         geoip,
@@ -603,7 +628,7 @@ async fn up(args: UpArgs) -> Result<()> {
     tokio::spawn(shutdown_on_signal(handle.clone()));
     tokio::spawn(notify_when_listening(
         handle.clone(),
-        public_broker_address(&args),
+        broker_address,
         args.dev_clock,
     ));
     let served = axum_server::bind_rustls(
@@ -693,6 +718,53 @@ mod tests {
         assert!(parse_lifetime("x").is_err());
     }
 
+    fn up_args(args: &[&str]) -> UpArgs {
+        let cli = Cli::try_parse_from(["outpost-portal", "up"].iter().chain(args.iter())).unwrap();
+        let Command::Up(args) = cli.command else {
+            panic!("not up")
+        };
+        args
+    }
+
+    #[test]
+    fn up_listens_on_loopback_by_default() {
+        let args = up_args(&["--data", "d"]);
+        assert_eq!(args.https, "127.0.0.1:8443".parse::<SocketAddr>().unwrap());
+        assert_eq!(args.mqtts, "127.0.0.1:8883".parse::<SocketAddr>().unwrap());
+        assert_eq!(args.data, Path::new("d"));
+        assert_eq!(public_broker_address(&args).unwrap(), "127.0.0.1:8883");
+    }
+
+    #[test]
+    fn a_broker_on_every_address_needs_the_address_agents_are_told() {
+        for listen in ["0.0.0.0:8883", "[::]:8883"] {
+            let args = up_args(&["--data", "d", "--mqtts", listen]);
+            let e = public_broker_address(&args).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("--mqtts {listen} listens on every address"))
+                    && e.contains("--public-mqtts HOST:8883")
+                    && e.contains("--hostname HOST"),
+                "{e}"
+            );
+            let args = up_args(&[
+                "--data",
+                "d",
+                "--mqtts",
+                listen,
+                "--public-mqtts",
+                "broker.example:443",
+            ]);
+            assert_eq!(public_broker_address(&args).unwrap(), "broker.example:443");
+            let args = up_args(&["--data", "d", "--mqtts", listen, "--hostname", "gw.lan"]);
+            assert_eq!(public_broker_address(&args).unwrap(), "gw.lan:8883");
+            let args = up_args(&["--data", "d", "--mqtts", listen, "--hostname", "fd00::1"]);
+            assert_eq!(public_broker_address(&args).unwrap(), "[fd00::1]:8883");
+        }
+        // A listener on one address is what agents are told.
+        let args = up_args(&["--data", "d", "--mqtts", "192.0.2.7:8883"]);
+        assert_eq!(public_broker_address(&args).unwrap(), "192.0.2.7:8883");
+    }
+
     #[test]
     fn the_cli_parses_every_documented_flag() {
         let cli = Cli::try_parse_from([
@@ -719,7 +791,7 @@ mod tests {
             panic!("not up")
         };
         assert!(args.dev_clock && args.activation_rate == 3 && args.offline_after == 5);
-        assert_eq!(public_broker_address(&args), "portal.example:2");
+        assert_eq!(public_broker_address(&args).unwrap(), "portal.example:2");
         assert!(Cli::try_parse_from([
             "outpost-portal",
             "codes",

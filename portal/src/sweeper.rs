@@ -1,5 +1,6 @@
 //! The subscription sweeper: every `--sweep-interval` it applies the lifecycle transitions time has made due
-//! (pending deactivations, prepaid expiry), renews yearly and quarterly plans and mails their renewal
+//! (pending deactivations, prepaid expiry), makes sure the broker refuses every deactivated or expired
+//! agent (`App::reconcile_broker`), renews yearly and quarterly plans and mails their renewal
 //! reminders (`App::sweep_renewals`), drives update rollouts (`App::drive_rollouts`: next stages, and
 //! updates silent for 30 minutes failed), and forgets idle rate-limit buckets.
 
@@ -31,6 +32,10 @@ pub async fn run(
                     Ok(0) => debug!("subscription sweep: nothing due"),
                     Ok(n) => info!(changes = n, "subscription sweep applied changes"),
                     Err(e) => warn!(error = %e, "subscription sweep failed; retrying at the next interval"),
+                }
+                // After the sweep, so an agent it just deactivated is covered too.
+                if let Err(e) = app.reconcile_broker().await {
+                    warn!(error = %e, "deactivated and expired agents not checked in the broker; retrying at the next interval");
                 }
                 match app.sweep_renewals().await {
                     Ok(done) if done == Default::default() => debug!("renewal sweep: nothing due"),

@@ -652,6 +652,176 @@ async fn a_second_start_on_the_same_data_keeps_the_agents() {
     drop(dir);
 }
 
+/// A `dynamic-security.json` whose default ACL access allows everything (not written by the portal, or
+/// edited by hand): once the portal is up, an agent still cannot subscribe to `#` or to another agent's
+/// topics, and the file says deny.
+#[tokio::test]
+async fn an_existing_dynsec_file_that_allows_by_default_is_made_to_deny() {
+    let env = Env::start().await;
+    let Env {
+        dir,
+        data,
+        pki,
+        broker,
+        ..
+    } = env;
+    broker.shutdown().await.unwrap();
+    let path = data.dynsec_json();
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for t in [
+        "publishClientSend",
+        "publishClientReceive",
+        "subscribe",
+        "unsubscribe",
+    ] {
+        doc["defaultACLAccess"][t] = serde_json::json!(true);
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut broker = broker::start(&data, &pki, BrokerSettings { listen })
+        .await
+        .unwrap();
+    let mut agents = Vec::new();
+    for name in ["ag-open-a", "ag-open-b"] {
+        let id = AgentId::parse(name).unwrap();
+        let secret = format!("secret-of-{name}-0123456789");
+        broker.admin.create_agent(&id, &secret).await.unwrap();
+        let mut cfg = SessionConfig::for_agent(
+            &listen.to_string(),
+            &id,
+            &secret,
+            pki.ca_cert_pem.clone().into_bytes(),
+        );
+        cfg.connect_timeout = Duration::from_secs(3);
+        let mut agent = TestAgent::start(cfg);
+        agent.connected().await;
+        agents.push((id, agent));
+    }
+    let (b, mut agent_b) = agents.pop().unwrap();
+    let (a, mut agent_a) = agents.pop().unwrap();
+    assert!(granted(&agent_b.subscribe(&topics::commands(&b)).await));
+    for filter in [
+        "#".to_owned(),
+        topics::agent_down_filter(&b),
+        topics::commands(&b),
+        topics::ALL_UP.into(),
+    ] {
+        let codes = agent_a.subscribe(&filter).await;
+        assert_eq!(codes, vec![SubscribeReasonCode::Failure], "{filter}");
+    }
+    // Nor does A's message as B reach the portal.
+    agent_a.send(&b, 100, heartbeat(1)).await;
+    agent_a.send(&a, 1, heartbeat(2)).await;
+    let got = wait_incoming(&mut broker.incoming, |m| m.envelope.seq != 0).await;
+    assert_eq!((got.agent.as_str(), got.envelope.seq), ("ag-open-a", 1));
+    none_incoming(&mut broker.incoming, |m| m.envelope.seq == 100).await;
+    // The plugin saved the denying defaults.
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for t in [
+        "publishClientSend",
+        "publishClientReceive",
+        "subscribe",
+        "unsubscribe",
+    ] {
+        assert_eq!(
+            saved["defaultACLAccess"][t],
+            serde_json::json!(false),
+            "{t}: {}",
+            saved["defaultACLAccess"]
+        );
+    }
+    broker.shutdown().await.unwrap();
+    drop(dir);
+}
+
+/// A transition changes the broker before it commits; if the commit was lost, the store says deactivated
+/// (or expired) while the broker still lets the agent in. The reconciliation (`up` and every sweep)
+/// disables it: the agent is disconnected and cannot connect again; running it again changes nothing.
+#[tokio::test]
+async fn agents_the_store_refuses_are_disabled_in_the_broker() {
+    use outpost_cloud_link::protocol::Platform;
+    use outpost_portal::app::{users, ActivationRequest, App, Deps, Settings};
+    use outpost_portal::clock::{SharedClock, SystemClock};
+    use outpost_portal::store::Store;
+    let env = Env::start().await;
+    let store = Store::open(&env.dir.path().join("portal.db"))
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    users::bootstrap_token(&store, None, "tester", false, now)
+        .await
+        .unwrap();
+    let company = {
+        let mut conn = store.conn().await.unwrap();
+        users::company_for(&mut conn, None, now).await.unwrap()
+    };
+    let clock: SharedClock = std::sync::Arc::new(SystemClock);
+    let app = App::new(Deps {
+        store: store.clone(),
+        broker: env.broker.admin.clone(),
+        sender: std::sync::Arc::new(env.broker.link.clone()),
+        clock,
+        dev_clock: None,
+        settings: Settings {
+            broker_address: env.addr(),
+            ca_pem: env.pki.ca_cert_pem.clone(),
+            offline_after: Duration::from_secs(120),
+            public_url: "https://localhost:8443".into(),
+        },
+        mailer: None,
+    });
+    let mut agents = Vec::new();
+    for (i, status) in ["deactivated", "expired", "active"].into_iter().enumerate() {
+        let code = app
+            .create_code(chrono::Duration::days(1), 1, None, (company, None))
+            .await
+            .unwrap()
+            .code
+            .display();
+        let activated = app
+            .activate(
+                ActivationRequest {
+                    code,
+                    mac: None,
+                    hostname: format!("site-{i}"),
+                    version: "0.1.0".into(),
+                    local_ip: None,
+                    platform: Platform::Linux,
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        let id = activated.agent_id.clone();
+        let mut agent = env.connect(&id, &activated.secret).await;
+        agent.connected().await;
+        // The store moves on without the broker (a lost commit's other half).
+        let mut conn = store.conn().await.unwrap();
+        sqlx::query("UPDATE agents SET status = ? WHERE id = ?")
+            .bind(status)
+            .bind(id.as_str())
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        agents.push((status, agent));
+    }
+    assert_eq!(app.reconcile_broker().await.unwrap(), 2);
+    for (status, agent) in agents.iter_mut() {
+        if *status == "active" {
+            agent.stays_connected().await;
+        } else {
+            agent.lost().await;
+            agent.refused().await;
+        }
+    }
+    // Idempotent: nothing left to disable, and the active agent is untouched.
+    assert_eq!(app.reconcile_broker().await.unwrap(), 0);
+    agents[2].1.stays_connected().await;
+    env.broker.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_broker_left_running_by_an_earlier_run_is_replaced() {
     let env = Env::start().await;

@@ -202,3 +202,27 @@ fn bad_arguments_fail_with_a_message() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("outpost-portal "));
 }
+
+/// `up` with the broker on every address and no address to tell agents stops at once, naming the options
+/// to add, before it creates anything or starts a broker.
+#[test]
+fn up_on_every_address_without_a_public_broker_address_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for listen in ["0.0.0.0:18883", "[::]:18883"] {
+        let data = dir.path().join("data");
+        let out = portal()
+            .args(["up", "--data", data.to_str().unwrap(), "--mqtts", listen])
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{listen}: {stderr}");
+        assert!(
+            stderr.contains("listens on every address")
+                && stderr.contains("--public-mqtts HOST:18883")
+                && stderr.contains("--hostname HOST"),
+            "{listen}: {stderr}"
+        );
+        assert!(!data.exists(), "{listen}: up created its data directory");
+    }
+}

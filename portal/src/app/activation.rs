@@ -325,8 +325,17 @@ impl App {
 
     async fn store_activation(&self, code_hash: &str, new: &NewAgent) -> Result<(), OpError> {
         let mut tx = self.store().begin().await?;
-        if !credentials::consume_code(&mut tx, code_hash).await? {
-            return Err(OpError::CodeUsedUp);
+        // The code was checked before the broker client was made; the write checks again (uses and
+        // expiry at this moment), and a refusal names which one ran out meanwhile.
+        if !credentials::consume_code(&mut tx, code_hash, self.now()).await? {
+            let expired = credentials::find_code(&mut tx, code_hash)
+                .await?
+                .is_some_and(|c| c.expires_at <= self.now());
+            return Err(if expired {
+                OpError::CodeExpired
+            } else {
+                OpError::CodeUsedUp
+            });
         }
         agents::insert(&mut tx, new).await?;
         let details = match (new.plan, new.expires_at) {

@@ -213,6 +213,10 @@ impl App {
         tx.commit().await.map_err(StoreError::from)?;
         info!(agent = %id, name = %agent.name, actor = actor.as_str(), devices = inventory.devices,
             events = inventory.events, "agent deleted");
+        // A rollout stage that waited for this agent can now go on.
+        if let Err(e) = self.drive_rollouts().await {
+            warn!(agent = %id, error = %e, "rollouts not moved on after the deletion; the sweeper's next tick does it");
+        }
         Ok(())
     }
 
@@ -258,6 +262,26 @@ impl App {
             }
         }
         Ok(applied)
+    }
+
+    /// Disables in the broker every agent the store says is deactivated or expired. A transition changes
+    /// the broker before it commits: if the commit failed (or the broker's file was restored from an
+    /// older copy) the broker could let such an agent in. Idempotent; run at `up` once the admin session
+    /// is connected, and at every sweep. Returns how many it had to disable.
+    pub async fn reconcile_broker(&self) -> Result<usize, OpError> {
+        let refused = {
+            let mut conn = self.store().conn().await?;
+            agents::refused_ids(&mut conn).await?
+        };
+        let disabled = self.broker().ensure_disabled(&refused).await?;
+        if disabled > 0 {
+            warn!(
+                disabled,
+                refused = refused.len(),
+                "deactivated or expired agents were enabled in the broker; disabled them"
+            );
+        }
+        Ok(disabled)
     }
 
     /// The broker change first (so a refused one changes nothing), then the row and its history line.

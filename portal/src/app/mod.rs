@@ -83,7 +83,7 @@ impl CommandSender for crate::link::Link {
 pub enum OpError {
     #[error("there is no agent {0}; check the id (GET /api/v1/agents lists them)")]
     UnknownAgent(String),
-    #[error("there is no command {command} for agent {agent}")]
+    #[error("there is no command {command} for agent {agent}; GET /api/v1/agents/{agent}/commands lists its commands")]
     UnknownCommand { agent: String, command: u64 },
     #[error("{field}: {message}")]
     Invalid {
@@ -98,7 +98,7 @@ pub enum OpError {
     CodeUsedUp,
     #[error("this activation code has expired; ask for a new one")]
     CodeExpired,
-    #[error("the agent id or secret is wrong")]
+    #[error("the agent id or secret is wrong; if this agent's state directory was lost or replaced, activate it again with a new code (outpost-agent --state DIR activate CODE --portal URL)")]
     BadCredentials,
     #[error("this agent has been deleted; activate it again with a new code")]
     AgentDeleted,

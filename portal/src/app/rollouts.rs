@@ -824,25 +824,10 @@ impl App {
             None => None,
         };
         let (Some(agent), Some(row)) = (agent, row) else {
-            // Deleted since the rollout was made: the attempt fails at once.
-            let mut conn = self.store().conn().await?;
-            store::insert_update(
-                &mut conn,
-                &NewUpdate {
-                    agent_id: &a.agent_id,
-                    rollout_id: Some(r.id),
-                    release_id: r.release_id,
-                    version: &r.version,
-                    from_version: None,
-                    state: UpdateState::Failed,
-                    reason: Some("the agent was deleted after the rollout started"),
-                    code: Some("agent-deleted"),
-                    command_id: None,
-                    stage: Some(r.stage),
-                },
-                now,
-            )
-            .await?;
+            // Deleted since this pass read the rollout: the deletion took the agent's place in the
+            // rollout with it (nothing of a deleted agent is stored again); the next pass counts the
+            // stages without it.
+            info!(rollout = r.id, agent = %a.agent_id, "agent deleted during the rollout; left out");
             return Ok(false);
         };
         let inserted = {

@@ -158,6 +158,8 @@ pub fn render_config(c: &ConfigInput) -> Result<String, BrokerError> {
     out.push_str("protocol mqtt\n");
     out.push_str(&format!("certfile {}\n", conf_path(&c.cert_file)?));
     out.push_str(&format!("keyfile {}\n", conf_path(&c.key_file)?));
+    // No `tls_version` line on purpose: in Mosquitto 2.0 `tls_version tlsv1.2` means "only 1.2", while
+    // the default accepts TLS 1.2 and 1.3 (and nothing older).
     Ok(out)
 }
 

@@ -61,6 +61,15 @@ pub trait BrokerAdmin: Send + Sync + 'static {
     async fn kick_agent(&self, agent: &AgentId) -> Result<(), BrokerError>;
     /// Replaces the agent's secret (disconnecting it).
     async fn rotate_secret(&self, agent: &AgentId, secret: &str) -> Result<(), BrokerError>;
+    /// Makes sure every one of `agents` is disabled (disconnecting those connected); idempotent. Returns
+    /// how many it disabled now. The default disables each one (and counts them all); a broker that can
+    /// tell which are enabled disables only those.
+    async fn ensure_disabled(&self, agents: &[AgentId]) -> Result<usize, BrokerError> {
+        for agent in agents {
+            self.disable_agent(agent).await?;
+        }
+        Ok(agents.len())
+    }
     /// The address the agent is connected from now (its public address, as the broker sees it), waiting
     /// up to 2 s for the broker to tell. `None` when it cannot tell (not connected, or a broker that does
     /// not say: the default).

@@ -392,6 +392,20 @@ pub async fn sweepable(conn: &mut Conn) -> Result<Vec<AgentRow>, StoreError> {
     rows.iter().map(from_row).collect()
 }
 
+/// The ids of the agents the broker must refuse (deactivated or expired), by id.
+pub async fn refused_ids(conn: &mut Conn) -> Result<Vec<AgentId>, StoreError> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM agents WHERE status IN ('deactivated', 'expired') ORDER BY id",
+    )
+    .fetch_all(conn)
+    .await?;
+    ids.iter()
+        .map(|id| {
+            AgentId::parse(id).map_err(|e| StoreError::Corrupt(format!("agent id {id:?}: {e}")))
+        })
+        .collect()
+}
+
 /// Active yearly and quarterly agents (what the renewal sweep looks at), by id.
 pub async fn renewing(conn: &mut Conn) -> Result<Vec<AgentRow>, StoreError> {
     let rows = sqlx::query(&format!(
@@ -570,7 +584,12 @@ pub async fn set_outbox(
 }
 
 /// Removes every row that belongs to the agent (reports, devices and device events, commands, history,
-/// its site configuration, the agent) and leaves a tombstone with its secret hash.
+/// renewal reminders, settings, its update attempts and its places in rollouts, rollouts made for it
+/// alone, support grants to it, its site configuration, the agent) and leaves a tombstone with its secret
+/// hash. The caller writes the account history's `deleted` line (the one row that keeps the id).
+///
+/// A running rollout the agent was part of goes on without it: its stages are counted over the agents
+/// still there (`rollout::next_step`), so a stage that waited for the deleted agent can complete.
 pub async fn delete_with_tombstone(
     conn: &mut Conn,
     agent: &AgentRow,
@@ -584,12 +603,23 @@ pub async fn delete_with_tombstone(
         "history",
         "renewal_reminders",
         "agent_settings",
+        "agent_updates",
+        "rollout_agents",
     ] {
         sqlx::query(&format!("DELETE FROM {table} WHERE agent_id = ?"))
             .bind(id)
             .execute(&mut *conn)
             .await?;
     }
+    // Rollouts of this one agent: their attempts and agent rows (this agent's) went above.
+    sqlx::query("DELETE FROM rollouts WHERE scope = 'agent' AND agent_id = ?")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM support_grants WHERE scope = 'agent' AND agent_id = ?")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
     sites::delete(conn, &agent.id).await?;
     sqlx::query("DELETE FROM agents WHERE id = ?")
         .bind(id)

@@ -80,12 +80,20 @@ pub async fn find_code(conn: &mut Conn, hash: &str) -> Result<Option<CodeRow>, S
     .transpose()
 }
 
-/// Takes one use of the code if one is left; false if another activation took the last one first.
-pub async fn consume_code(conn: &mut Conn, hash: &str) -> Result<bool, StoreError> {
-    let done =
-        sqlx::query("UPDATE activation_codes SET used = used + 1 WHERE hash = ? AND used < uses")
-            .bind(hash)
-            .execute(conn)
-            .await?;
+/// Takes one use of the code if one is left and it has not expired at `now` (both checked by the write
+/// itself, so a code read as valid cannot be consumed after its expiry or past its uses in a race);
+/// false otherwise ([`find_code`] tells which).
+pub async fn consume_code(
+    conn: &mut Conn,
+    hash: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE activation_codes SET used = used + 1 WHERE hash = ? AND used < uses AND expires_at > ?",
+    )
+    .bind(hash)
+    .bind(to_ms(now))
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected() == 1)
 }

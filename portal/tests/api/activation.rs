@@ -163,6 +163,51 @@ async fn each_code_error_has_its_own_answer() {
     assert_eq!(resp.error(), "code_expired");
 }
 
+/// The activation checks the code, then makes the broker client, then consumes the code: the consuming
+/// write itself checks the expiry, so a code that expires in between is not used (`code_expired`).
+#[tokio::test]
+async fn a_code_cannot_be_consumed_after_it_expired() {
+    use outpost_portal::store::credentials;
+    let h = Harness::new().await;
+    let code = Code::parse(&h.code(2, None).await).unwrap();
+    let hash = code.hash();
+    let mut conn = h.app.store().conn().await.unwrap();
+    let row = credentials::find_code(&mut conn, &hash)
+        .await
+        .unwrap()
+        .unwrap();
+    // Checked as valid a moment before its expiry; consumed at and after it: refused, nothing used.
+    for late in [
+        row.expires_at,
+        row.expires_at + chrono::Duration::milliseconds(1),
+    ] {
+        assert!(
+            !credentials::consume_code(&mut conn, &hash, late)
+                .await
+                .unwrap(),
+            "consumed at {late} (expiry {})",
+            row.expires_at
+        );
+    }
+    let used = credentials::find_code(&mut conn, &hash)
+        .await
+        .unwrap()
+        .unwrap()
+        .used;
+    assert_eq!(used, 0);
+    // Before the expiry it is consumed, and only as often as it allows.
+    let before = row.expires_at - chrono::Duration::milliseconds(1);
+    assert!(credentials::consume_code(&mut conn, &hash, before)
+        .await
+        .unwrap());
+    assert!(credentials::consume_code(&mut conn, &hash, before)
+        .await
+        .unwrap());
+    assert!(!credentials::consume_code(&mut conn, &hash, before)
+        .await
+        .unwrap());
+}
+
 #[tokio::test]
 async fn other_bad_fields_are_named() {
     let h = Harness::new().await;
@@ -342,6 +387,12 @@ async fn agent_status_needs_the_agents_own_secret() {
     assert_eq!(
         (resp.status, resp.error()),
         (StatusCode::UNAUTHORIZED, "bad_credentials")
+    );
+    // It says what to do about it.
+    let message = resp.body["message"].as_str().unwrap();
+    assert!(
+        message.contains("activate it again with a new code"),
+        "{message}"
     );
     let resp = h
         .call(

@@ -595,6 +595,61 @@ async fn delete_refuses_while_online_then_leaves_a_tombstone() {
         }),
     )
     .await;
+    // Data in as many of the agent's tables as the API reaches: settings, site, a rename, a cleanup.
+    for (method, path, body) in [
+        (
+            Method::PUT,
+            format!("/api/v1/agents/{id}/settings"),
+            Some(json!({ "settings": { "heartbeat_secs": 12 } })),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/agents/{id}/site"),
+            Some(json!({ "customer_id": "C-1", "note": "n" })),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/agents/{id}"),
+            Some(json!({ "name": "gw" })),
+        ),
+        (Method::POST, format!("/api/v1/agents/{id}/cleanup"), None),
+    ] {
+        let resp = h.op(method, &path, body).await;
+        assert!(resp.status.is_success(), "{path}: {:?}", resp.body);
+    }
+    h.send(&id, 1, crate::harness::hello("gw")).await;
+    // A support engineer let in to this one agent.
+    let support = h
+        .add_user(
+            "sam@operator.example",
+            outpost_portal::access::Role::Support,
+            None,
+            "correct horse battery staple",
+        )
+        .await;
+    let grant = h
+        .op(
+            Method::POST,
+            "/api/v1/support-grants",
+            Some(json!({ "user": support, "scope": "agent", "agent": id })),
+        )
+        .await;
+    assert_eq!(grant.status, StatusCode::CREATED, "{:?}", grant.body);
+    let found = h.left_after_deletion(&id).await;
+    for place in [
+        "agents.id",
+        "reports.agent_id",
+        "commands.agent_id",
+        "history.agent_id",
+        "agent_settings.agent_id",
+        "sites.agent_id",
+        "support_grants.agent_id",
+    ] {
+        assert!(
+            found.iter().any(|f| f == place),
+            "the scan misses {place}: {found:?}"
+        );
+    }
 
     let resp = h
         .op(Method::DELETE, &format!("/api/v1/agents/{id}"), None)
@@ -655,6 +710,11 @@ async fn delete_refuses_while_online_then_leaves_a_tombstone() {
     assert_eq!(last["agent_name"], "gw");
     assert_eq!(last["actor"], "user:admin (token 1)");
     assert_eq!(entries.len(), 1, "the agent's other lines went with it");
+    assert_eq!(
+        h.left_after_deletion(&id).await,
+        Vec::<String>::new(),
+        "the deleted agent's id is still in these tables"
+    );
 
     let late = h
         .send(&id, 0, AgentMessage::Presence(Presence { online: true }))

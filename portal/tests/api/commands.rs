@@ -130,6 +130,14 @@ async fn only_ping_is_accepted_and_bad_waits_are_named() {
         )
         .await;
     assert_eq!(resp.status, StatusCode::NOT_FOUND);
+    // The message says where the agent's commands are listed.
+    let message = resp.body["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "GET /api/v1/agents/{id}/commands lists its commands"
+        )),
+        "{message}"
+    );
 }
 
 #[tokio::test]

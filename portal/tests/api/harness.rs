@@ -344,6 +344,56 @@ impl Harness {
         false
     }
 
+    /// Every place (`table.column`) of the store, found through `sqlite_master` so new tables are covered,
+    /// whose text holds `agent` after the agent's deletion, but for those that keep it by design: its
+    /// tombstone, the account history's `deleted` line, and the account's own audit lines (no agent_id:
+    /// who was given support access to what, which the company keeps).
+    pub async fn left_after_deletion(&self, agent: &str) -> Vec<String> {
+        use sqlx::{Column, Row};
+        let mut conn = self.app.store().conn().await.unwrap();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+             AND name NOT LIKE '_sqlx_%'",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        assert!(tables.len() > 10, "the store's tables: {tables:?}");
+        let mut found = Vec::new();
+        for table in tables {
+            let rows = sqlx::query(&format!("SELECT * FROM \"{table}\""))
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+            for row in rows {
+                let kept = match table.as_str() {
+                    "tombstones" => true,
+                    "history" => {
+                        row.try_get::<String, _>("action").unwrap() == "deleted"
+                            || row
+                                .try_get::<Option<String>, _>("agent_id")
+                                .unwrap()
+                                .is_none()
+                    }
+                    _ => false,
+                };
+                if kept {
+                    continue;
+                }
+                for column in row.columns() {
+                    if let Ok(Some(text)) = row.try_get::<Option<String>, _>(column.ordinal()) {
+                        if text.contains(agent) {
+                            found.push(format!("{table}.{}", column.name()));
+                        }
+                    }
+                }
+            }
+        }
+        found.sort();
+        found.dedup();
+        found
+    }
+
     /// The company of the harness's token (the install's only company).
     pub async fn company(&self) -> i64 {
         let mut conn = self.app.store().conn().await.unwrap();

@@ -462,6 +462,72 @@ async fn a_fleet_rollout_in_stages_advances_when_the_first_stage_commits() {
     );
 }
 
+/// Deleting an agent whose update is under way removes its attempt and its place in the rollout (no
+/// table keeps its id), and the stage that waited for it still completes: the rollout goes on with the
+/// agents still there and finishes.
+#[tokio::test]
+async fn a_stage_whose_agent_is_deleted_still_completes() {
+    let h = Harness::new().await;
+    let rel = release(&h, "1.0.0", ARM64, false).await;
+    let agents = fleet(&h).await;
+    let r = start(
+        &h,
+        json!({ "release_id": rel, "fleet": true, "stages": [50, 100] }),
+    )
+    .await;
+    let id = r["id"].as_i64().unwrap();
+    let first = stage_agents(&r, 1);
+    let second = stage_agents(&r, 2);
+    assert_eq!((first.len(), second.len()), (2, 2), "{r}");
+    let gone = first[1].clone();
+    assert_eq!(updates_sent(&h, &gone).len(), 1);
+    // The agent goes offline with its update pending and is deleted.
+    h.send_seq(
+        &gone,
+        0,
+        0,
+        AgentMessage::Presence(Presence { online: false }),
+    )
+    .await;
+    let resp = h
+        .op(Method::DELETE, &format!("/api/v1/agents/{gone}"), None)
+        .await;
+    assert_eq!(resp.status, StatusCode::NO_CONTENT, "{:?}", resp.body);
+    assert_eq!(
+        h.left_after_deletion(&gone).await,
+        Vec::<String>::new(),
+        "the deleted agent's id is still in these tables"
+    );
+    let r = rollout(&h, id).await;
+    assert_eq!(r["eligible"], 3, "{r}");
+    assert!(
+        !r["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["agent_id"] == gone.as_str()),
+        "{r}"
+    );
+    // The rollout goes on over the three agents left (the deleted one's stage now takes in the next
+    // agent in the order) and finishes.
+    let mut committed = std::collections::HashSet::new();
+    for _ in 0..4 {
+        h.app.drive_rollouts().await.unwrap();
+        for a in agents.iter().filter(|a| **a != gone) {
+            if updates_sent(&h, a).len() == 1 && committed.insert(a.clone()) {
+                commit(&h, a, "0.9.0", "1.0.0").await;
+            }
+        }
+    }
+    assert_eq!(committed.len(), 3, "{second:?}");
+    let r = rollout(&h, id).await;
+    assert_eq!(r["state"], "done", "{r}");
+    assert_eq!(r["counts"], json!({ "committed": 3 }), "{r}");
+    for a in agents.iter().filter(|a| **a != gone) {
+        assert_eq!(h.agent(a).await["update"]["state"], "committed", "{a}");
+    }
+}
+
 #[tokio::test]
 async fn a_stage_over_the_failure_threshold_pauses_and_resume_and_cancel_work() {
     let h = Harness::new().await;

@@ -14,6 +14,16 @@ pub const RESPONSE_TOPIC: &str = "$CONTROL/dynamic-security/v1/response";
 /// How long one operation may take, reconnects included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The default access types of the dynamic-security plugin.
+pub const DEFAULT_ACL_TYPES: [&str; 4] = [
+    "publishClientSend",
+    "publishClientReceive",
+    "subscribe",
+    "unsubscribe",
+];
+/// The batch of the [`cmd::deny_by_default`] sent at each admin connect (requests start at 1).
+pub(super) const DEFAULT_ACL_BATCH: u64 = 0;
+
 pub(super) const CLIENT_NOT_FOUND: &str = "Client not found";
 pub(super) const ROLE_NOT_FOUND: &str = "Role not found";
 pub(super) const CLIENT_EXISTS: &str = "Client already exists";
@@ -108,6 +118,22 @@ pub mod cmd {
 
     pub fn delete_role(agent: &AgentId) -> Value {
         json!({ "command": "deleteRole", "rolename": role_name(agent) })
+    }
+
+    /// `setDefaultACLAccess` denying all four default access types: what no role allows is refused.
+    /// Sent by the portal itself on every admin connect (`mosquitto_ctrl dynsec setDefaultACLAccess`
+    /// silently does nothing on 2.0), so a `dynamic-security.json` from elsewhere cannot keep allowing.
+    pub fn deny_by_default() -> Value {
+        let acls: Vec<Value> = DEFAULT_ACL_TYPES
+            .iter()
+            .map(|t| json!({ "acltype": t, "allow": false }))
+            .collect();
+        json!({ "command": "setDefaultACLAccess", "acls": acls })
+    }
+
+    /// Every client with its details (`disabled: true` on disabled ones).
+    pub fn list_clients() -> Value {
+        json!({ "command": "listClients", "verbose": true })
     }
 
     /// `modifyClient` with nothing to change: Mosquitto 2.0 disconnects the client and changes nothing.
@@ -269,6 +295,21 @@ mod tests {
             cmd::set_password(&id(), "x"),
             json!({"command": "setClientPassword", "username": "ag-7x2k9", "password": "x"})
         );
+    }
+
+    #[test]
+    fn deny_by_default_denies_all_four_types() {
+        let c = cmd::deny_by_default();
+        assert_eq!(c["command"], "setDefaultACLAccess");
+        let acls = c["acls"].as_array().unwrap();
+        assert_eq!(acls.len(), 4);
+        for t in DEFAULT_ACL_TYPES {
+            assert!(
+                acls.iter()
+                    .any(|a| a["acltype"] == t && a["allow"] == json!(false)),
+                "{t}: {c}"
+            );
+        }
     }
 
     #[test]

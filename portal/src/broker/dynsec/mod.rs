@@ -10,6 +10,10 @@
 //!   the role is missing.
 //! - The client's `clientid` is pinned to the agent id, so an agent cannot connect under another client id
 //!   (for instance to take over the portal's sessions).
+//! - The default ACL access must deny (what no role allows is refused). A `dynamic-security.json` the
+//!   portal did not write may allow; so at every (re)connect of the admin session, before any other
+//!   command, the session sends `setDefaultACLAccess` with all four types denied (batch 0, answered in
+//!   the log only). The plugin saves it to its file.
 //!
 //! The session reconnects by itself (the broker may be restarted by the supervisor); a command interrupted
 //! by a reconnect is sent again, which is safe because every operation here is idempotent.
@@ -67,6 +71,14 @@ impl Shared {
         }
         let mut by_batch: HashMap<u64, Vec<(usize, Reply)>> = HashMap::new();
         for (b, i, r) in ours {
+            if b == DEFAULT_ACL_BATCH {
+                match &r.error {
+                    None => tracing::debug!("the broker denies by default"),
+                    Some(e) => tracing::error!(error = %e,
+                        "the broker refused to deny access by default: agents may reach topics their role does not allow; check the dynamic-security plugin and restart the portal"),
+                }
+                continue;
+            }
             by_batch.entry(b).or_default().push((i, r));
         }
         let mut pending = self.pending();
@@ -129,6 +141,7 @@ impl DynsecAdmin {
             let session = AdminSession {
                 shared,
                 refused: refused_tx,
+                client: client.clone(),
             };
             SessionTask::spawn(move |stop| session_task::drive(client, eventloop, session, stop))
         };
@@ -411,6 +424,39 @@ impl BrokerAdmin for DynsecAdmin {
         )
     }
 
+    /// One `listClients` tells which clients are enabled; only those of `agents` get a `disableClient`
+    /// (so a sweep over many disabled agents sends one read, and the plugin rewrites its file only when
+    /// something changes). An agent without a client cannot connect: nothing to do.
+    async fn ensure_disabled(&self, agents: &[AgentId]) -> Result<usize, BrokerError> {
+        if agents.is_empty() {
+            return Ok(0);
+        }
+        let listed = self.one(cmd::list_clients()).await?;
+        let clients = listed
+            .data
+            .as_ref()
+            .and_then(|d| d["clients"].as_array())
+            .filter(|_| listed.is_ok());
+        let Some(clients) = clients else {
+            tracing::warn!(error = ?listed.error, "the broker did not list its clients; disabling each refused agent");
+            for agent in agents {
+                self.disable_agent(agent).await?;
+            }
+            return Ok(agents.len());
+        };
+        let enabled: std::collections::HashSet<&str> = clients
+            .iter()
+            .filter(|c| c["disabled"].as_bool() != Some(true))
+            .filter_map(|c| c["username"].as_str())
+            .collect();
+        let mut disabled = 0;
+        for agent in agents.iter().filter(|a| enabled.contains(a.as_str())) {
+            self.disable_agent(agent).await?;
+            disabled += 1;
+        }
+        Ok(disabled)
+    }
+
     async fn rotate_secret(&self, agent: &AgentId, secret: &str) -> Result<(), BrokerError> {
         check_not_reserved("setClientPassword", agent)?;
         let _op = self.ops.lock().await;
@@ -427,6 +473,7 @@ impl BrokerAdmin for DynsecAdmin {
 struct AdminSession {
     shared: Arc<Shared>,
     refused: watch::Sender<Option<String>>,
+    client: AsyncClient,
 }
 
 impl Session for AdminSession {
@@ -434,6 +481,16 @@ impl Session for AdminSession {
     const FILTER: &'static str = RESPONSE_TOPIC;
 
     fn subscribed(&mut self) {
+        // Queued before the session is marked ready, so it reaches the broker before any other command.
+        let payload = serde_json::to_vec(&envelope(DEFAULT_ACL_BATCH, &[cmd::deny_by_default()]))
+            .unwrap_or_default();
+        if let Err(e) = self
+            .client
+            .try_publish(CONTROL_TOPIC, QoS::AtLeastOnce, false, payload)
+        {
+            tracing::error!(error = %e,
+                "could not send the broker its deny-by-default ACL access; it is sent again at the next connect");
+        }
         self.shared.ready.send_replace(true);
     }
 
