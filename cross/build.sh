@@ -6,8 +6,9 @@
 # aarch64-unknown-linux-musl       static, for OpenWrt-class routers and boxes
 # armv7-unknown-linux-gnueabihf    glibc target linked with +crt-static (rustup has no armv7 musl target here)
 #
-# Linkers are Debian's gcc cross compilers; the results run under qemu-user-static. Installs what is missing
-# (apt packages, rustup targets) idempotently. Binaries land in target/<triple>/release/outpost-agent.
+# Linkers are Debian's gcc cross compilers; the results run under qemu-user-static and `file` checks they
+# are static. Installs what is missing (apt packages, through sudo when not root; rustup targets)
+# idempotently. Binaries land in target/<triple>/release/outpost-agent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,10 +25,22 @@ for t in "${targets[@]}"; do
   command -v "$gcc" >/dev/null || need_pkgs+=("${pkgs[@]}")
 done
 command -v qemu-aarch64-static >/dev/null && command -v qemu-arm-static >/dev/null || need_pkgs+=(qemu-user-static)
+# `file` checks below that each result is statically linked.
+command -v file >/dev/null || need_pkgs+=(file)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
+  # As scripts/setup-debian does: apt-get as root, else through sudo.
+  sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || {
+      echo "cross/build.sh: ${need_pkgs[*]} must be installed and this is not root and has no sudo:" \
+        "run as root: apt-get install -y ${need_pkgs[*]}" >&2
+      exit 1
+    }
+    sudo=(sudo)
+  fi
   echo "cross/build.sh: installing ${need_pkgs[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
 installed=$(rustup target list --installed)
 for t in "${targets[@]}"; do

@@ -257,3 +257,142 @@ async fn activation_attempts_are_rate_limited_per_address() -> Result<()> {
     );
     Ok(())
 }
+
+/// The MAC `agent/src/hostinfo.rs` reports when its local address is the loopback (the portal here is on
+/// 127.0.0.1): that of the first interface by name that is not the loopback and has a non-zero 6-byte
+/// hardware address. Read from /sys/class/net (reading only).
+fn expected_mac() -> Result<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in names {
+        let dir = std::path::Path::new("/sys/class/net").join(&name);
+        // ARPHRD_LOOPBACK
+        if std::fs::read_to_string(dir.join("type"))
+            .unwrap_or_default()
+            .trim()
+            == "772"
+        {
+            continue;
+        }
+        let addr = std::fs::read_to_string(dir.join("address")).unwrap_or_default();
+        let addr = addr.trim();
+        if is_mac(addr) && addr != "00:00:00:00:00:00" {
+            return Ok(addr.to_owned());
+        }
+    }
+    anyhow::bail!("this machine has no interface with a MAC besides the loopback")
+}
+
+/// Six lowercase hex pairs joined by colons.
+fn is_mac(s: &str) -> bool {
+    s.len() == 17
+        && s.split(':').count() == 6
+        && s.split(':').all(|p| {
+            p.len() == 2
+                && p.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hello_carries_the_hosts_facts_and_the_portal_keeps_them() -> Result<()> {
+    use outpost_cloud_link::protocol::{AgentMessage, Envelope};
+    use outpost_cloud_link::topics::{self, UpKind};
+    use outpost_cloud_link::AgentId;
+
+    let portal = Portal::start().await?;
+    let mut agent = Agent::new()?;
+    let id = agent.activate_new(&portal)?;
+    let mac = expected_mac()?;
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")?
+        .trim()
+        .to_owned();
+
+    // Activation already said who the host is.
+    let record = portal.agent(&id).await?;
+    assert_eq!(record["mac"], mac.as_str(), "MAC at activation: {record}");
+    assert_eq!(record["hostname"], hostname.as_str(), "{record}");
+    assert_eq!(record["version"], env!("CARGO_PKG_VERSION"), "{record}");
+
+    // Hellos are not retained: listen, as the portal does, before the agent starts.
+    let hello_topic = topics::up(&AgentId::parse(&id)?, UpKind::Hello);
+    let mut watch =
+        crate::presence::admin_subscribed(&portal, "e2e-hello-watch", &hello_topic).await?;
+    agent.start()?;
+    let p = crate::presence::next_publish(&mut watch, Duration::from_secs(20))
+        .await?
+        .with_context(|| format!("no hello within 20 s:\n{}", agent.log_tail()))?;
+    let env = Envelope::decode(UpKind::Hello, &p.payload)?;
+    let AgentMessage::Hello(hello) = env.msg else {
+        anyhow::bail!("the hello topic carried {:?}", env.msg);
+    };
+
+    // What the hello says, checked against the host.
+    assert_eq!(hello.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(serde_json::to_value(hello.platform)?, "linux");
+    assert_eq!(hello.hostname, hostname);
+    assert_eq!(hello.local_ip.as_deref(), Some("127.0.0.1"), "{hello:?}");
+    let hello_mac = hello.mac.clone().context("the hello has no MAC")?;
+    assert!(is_mac(&hello_mac), "not a MAC: {hello_mac:?}");
+    assert_eq!(hello_mac, mac, "the hello's MAC is not the host's");
+    let carrier = hello
+        .interfaces
+        .iter()
+        .find(|i| i.mac.as_deref() == Some(hello_mac.as_str()))
+        .with_context(|| format!("no reported interface has the hello's MAC: {hello:?}"))?;
+    let sys_mac = std::fs::read_to_string(format!("/sys/class/net/{}/address", carrier.name))?;
+    assert_eq!(sys_mac.trim(), hello_mac, "interface {}", carrier.name);
+    assert!(
+        hello.interfaces.iter().all(|i| i.name != "lo"),
+        "the loopback is reported: {hello:?}"
+    );
+    for cap in ["rename", "cleanup", "ping"] {
+        assert!(
+            hello.capabilities.iter().any(|c| c == cap),
+            "the hello does not offer {cap}: {:?}",
+            hello.capabilities
+        );
+    }
+    assert!(
+        !hello.capabilities.iter().any(|c| c == "discovery"),
+        "discovery is off in this agent's config but offered: {:?}",
+        hello.capabilities
+    );
+    let target = hello.target.clone().context("the hello has no target")?;
+
+    // What the portal keeps of it.
+    let record = portal
+        .wait_agent(&id, "the portal to store the hello", |a| {
+            a["online"] == true && a["target"].is_string()
+        })
+        .await
+        .with_context(|| agent.log_tail())?;
+    assert_eq!(record["mac"], hello_mac.as_str(), "{record}");
+    assert_eq!(record["platform"], "linux", "{record}");
+    assert_eq!(record["version"], hello.version.as_str(), "{record}");
+    assert_eq!(record["hostname"], hostname.as_str(), "{record}");
+    assert_eq!(record["local_ip"], "127.0.0.1", "{record}");
+    assert_eq!(record["target"], target.as_str(), "{record}");
+    let interfaces = wait_for(
+        "the hello's interfaces in the agent's data",
+        Duration::from_secs(10),
+        || async {
+            let data = portal.reports(&id).await?;
+            Ok(data["reports"].as_array().and_then(|r| {
+                r.iter()
+                    .find(|r| r["kind"] == "interfaces")
+                    .map(|r| r["body"].clone())
+            }))
+        },
+    )
+    .await?;
+    assert_eq!(
+        interfaces,
+        serde_json::to_value(&hello.interfaces)?,
+        "the portal's interfaces are not the hello's"
+    );
+    Ok(())
+}

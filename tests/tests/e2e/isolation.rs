@@ -5,13 +5,30 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use outpost_cloud_link::protocol::{Command, CommandEnvelope};
 use outpost_cloud_link::session::SessionConfig;
+use outpost_cloud_link::topics;
 use outpost_cloud_link::AgentId;
 use outpost_tests::{wait_for, Agent, Portal};
 use rumqttc::{Incoming, SubscribeReasonCode};
 use serde_json::Value;
 
 use crate::mqtt;
+use crate::presence::admin_session;
+
+/// The id of A's forged command: far above any id the portal hands out in a test.
+const FORGED_ID: u64 = 900_000_001;
+
+/// Waits until `status --json` of `agent` shows `name`.
+async fn wait_status_name(agent: &Agent, name: &str) -> Result<()> {
+    wait_for(
+        &format!("the agent to call itself {name:?}"),
+        Duration::from_secs(15),
+        || async { Ok((agent.status()?["name"] == name).then_some(())) },
+    )
+    .await
+    .with_context(|| agent.log_tail())
+}
 
 fn has_report(data: &Value, kind: &str) -> bool {
     data["reports"]
@@ -51,17 +68,59 @@ async fn an_agent_cannot_read_or_write_another_agents_topics() -> Result<()> {
         "A's own commands: {own:?}"
     );
 
-    // A command to B never reaches A.
+    // A command to B never reaches A, even once B has provably received it.
     portal.rename(&b_id, "B renamed").await?;
+    wait_status_name(&b, "B renamed").await?;
     let leaked = as_a
-        .next_matching(Duration::from_secs(2), |i| match i {
+        .next_matching(Duration::from_secs(1), |i| match i {
             Incoming::Publish(p) => Some(p.topic.clone()),
             _ => None,
         })
         .await?;
     assert_eq!(leaked, None, "A received another agent's message");
 
-    // What A publishes into B's subtree goes nowhere; into its own, it arrives.
+    // The dangerous direction: A forges a well-formed command into B's command topic. Mosquitto 2.0 on
+    // MQTT 3.1.1 acknowledges a denied QoS 1 publish like any other (v3.1.1 has no reason code) and drops
+    // it; A stays connected. B must not run it.
+    let b_topic = topics::commands(&AgentId::parse(&b_id)?);
+    let forged = CommandEnvelope::new(
+        FORGED_ID,
+        Command::Rename {
+            name: "forged-by-A".into(),
+        },
+    )
+    .encode();
+    as_a.publish(&b_topic, forged.clone())
+        .await
+        .context("the broker should PUBACK (and drop) a denied publish on MQTT 3.1.1")?;
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        let name = b.status()?["name"].clone();
+        assert_eq!(
+            name,
+            "B renamed",
+            "A's forged command renamed B: {}",
+            b.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(portal.agent(&b_id).await?["name"], "B renamed");
+    assert!(
+        b.is_running(),
+        "B died after A's forged command:\n{}",
+        b.log_tail()
+    );
+    let dropped = as_a
+        .next_matching(Duration::from_millis(100), |i| {
+            matches!(i, Incoming::Disconnect).then_some(())
+        })
+        .await?;
+    assert_eq!(
+        dropped, None,
+        "the broker disconnected A for a denied publish"
+    );
+
+    // What A publishes into B's subtree goes nowhere; into its own, it arrives (so A's connection is alive).
     as_a.publish(&mqtt::report_topic(&b_id)?, mqtt::report(0, 0, "spoofed"))
         .await?;
     as_a.publish(&mqtt::report_topic(&a_id)?, mqtt::report(0, 0, "genuine"))
@@ -76,6 +135,12 @@ async fn an_agent_cannot_read_or_write_another_agents_topics() -> Result<()> {
         !has_report(&b_data, "spoofed"),
         "A wrote into B's data: {b_data}"
     );
+
+    // The control: the very same bytes, published by the portal's admin, do rename B. So the forged
+    // command was well formed and its id unused; only the broker kept it from B.
+    let mut admin = mqtt::connect(admin_session(&portal, "e2e-isolation-admin")?).await?;
+    admin.publish(&b_topic, forged).await?;
+    wait_status_name(&b, "forged-by-A").await?;
 
     // A's credentials do not log in as B.
     let mut as_b = mqtt::agent_session(&a.identity()?)?;

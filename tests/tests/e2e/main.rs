@@ -8,6 +8,7 @@ mod isolation;
 mod lifecycle;
 mod mqtt;
 mod people;
+mod presence;
 mod resilience;
 mod settings;
 mod subscription;
