@@ -579,23 +579,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let device = |vlan: Option<u16>, ip: [u8; 4]| Device {
-            mac: "00:1A:11:00:00:01".into(),
-            vlan,
-            interface: "lan0".into(),
-            ipv4: Some(ip.into()),
-            ipv6: Vec::new(),
-            names: Vec::new(),
-            vendor: None,
-            locally_administered: false,
-            dhcp_vendor_class: None,
-            services: Vec::new(),
-            model_hints: Default::default(),
-            upnp: None,
-            first_seen_ms: 1,
             last_seen_ms: 2,
-            online: true,
-            arp_rtt_ms: None,
-            icmp_rtt_ms: None,
+            ..Device::first_seen("00:1A:11:00:00:01", vlan, "lan0", Some(ip.into()), 1)
         };
         store
             .put_devices(&[device(None, [10, 0, 0, 1]), device(Some(20), [10, 0, 0, 1])])

@@ -240,15 +240,5 @@ fn activate_checks_the_state_directory_before_spending_the_code() {
     assert!(!stderr(&o).contains("code was not used"), "{}", stderr(&o));
 }
 
-const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
-MIIBljCCAT2gAwIBAgIUZ1VOsUDPfqhTkl8SpYTtFmDU3uQwCgYIKoZIzj0EAwIw
-IDEeMBwGA1UEAwwVb3V0cG9zdC1hZ2VudC10ZXN0LWNhMCAXDTI2MTEyNDAyNTUw
-NVoYDzIxMjYxMDMxMDI1NTA1WjAgMR4wHAYDVQQDDBVvdXRwb3N0LWFnZW50LXRl
-c3QtY2EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAThYfxgD4rmEUUdWBlvg/fz
-GJoYdSPBmoT12SzSTHVmAR3j/+GjJ+It5uVfG1NffYnEcriuaUeNpNrKiZkGwpF9
-o1MwUTAdBgNVHQ4EFgQU2YNUlgUrR7L1WdSRNL8m7uog1MIwHwYDVR0jBBgwFoAU
-2YNUlgUrR7L1WdSRNL8m7uog1MIwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQD
-AgNHADBEAiATUCxx6XaFV0ksG4rT2fvL4AdYJ3iCiNLTnulxJV6gogIgPiz5x1VK
-dslPq7UWka80Qc2zyjx/Ktsku9DsOd5ug5Q=
------END CERTIFICATE-----
-";
+/// A throwaway self-signed CA (only parsed: activation never gets to use it in these tests).
+const TEST_CA: &str = include_str!("fixtures/test-ca.pem");

@@ -16,17 +16,13 @@ const DEVICES: u32 = 5_000;
 const RSS_LIMIT_KIB: u64 = 25 * 1024;
 
 fn device(i: u32) -> Device {
+    let mac = format!(
+        "00:1a:11:{:02x}:{:02x}:{:02x}",
+        i >> 16,
+        (i >> 8) & 0xff,
+        i & 0xff
+    );
     Device {
-        mac: format!(
-            "00:1a:11:{:02x}:{:02x}:{:02x}",
-            i >> 16,
-            (i >> 8) & 0xff,
-            i & 0xff
-        ),
-        vlan: Some(10 + (i % 4) as u16),
-        interface: "lan0".into(),
-        ipv4: Some(Ipv4Addr::from(0x0a00_0000 + i)),
-        ipv6: Vec::new(),
         names: vec![
             DeviceName {
                 name: format!("device-{i}"),
@@ -38,7 +34,6 @@ fn device(i: u32) -> Device {
             },
         ],
         vendor: Some("Google, Inc.".into()),
-        locally_administered: false,
         dhcp_vendor_class: Some("android-dhcp-14".into()),
         services: vec![Service {
             kind: "_googlecast._tcp".into(),
@@ -49,12 +44,15 @@ fn device(i: u32) -> Device {
         model_hints: [("md".to_owned(), "Chromecast".to_owned())]
             .into_iter()
             .collect(),
-        upnp: None,
-        first_seen_ms: 1_700_000_000_000,
-        last_seen_ms: 1_700_000_000_000,
-        online: true,
         arp_rtt_ms: Some(0.4),
         icmp_rtt_ms: Some(0.3),
+        ..Device::first_seen(
+            mac,
+            Some(10 + (i % 4) as u16),
+            "lan0",
+            Some(Ipv4Addr::from(0x0a00_0000 + i)),
+            1_700_000_000_000,
+        )
     }
 }
 

@@ -221,6 +221,36 @@ impl<'de> Deserialize<'de> for ModelHints {
 }
 
 impl Device {
+    /// A device at its first sign of life: its key (MAC, VLAN), where it was seen, its address, online;
+    /// nothing else known yet (names, vendor, services and round trips are filled in as they come).
+    pub fn first_seen(
+        mac: impl Into<String>,
+        vlan: Option<u16>,
+        interface: impl Into<String>,
+        ipv4: Option<Ipv4Addr>,
+        at_ms: i64,
+    ) -> Self {
+        Self {
+            mac: mac.into(),
+            vlan,
+            interface: interface.into(),
+            ipv4,
+            ipv6: Vec::new(),
+            names: Vec::new(),
+            vendor: None,
+            locally_administered: false,
+            dhcp_vendor_class: None,
+            services: Vec::new(),
+            model_hints: ModelHints::default(),
+            upnp: None,
+            first_seen_ms: at_ms,
+            last_seen_ms: at_ms,
+            online: true,
+            arp_rtt_ms: None,
+            icmp_rtt_ms: None,
+        }
+    }
+
     /// The name shown first: DHCP, then mDNS, then UPnP, then DNS.
     pub fn display_name(&self) -> Option<&str> {
         [
@@ -422,11 +452,6 @@ mod tests {
 
     pub(crate) fn device(i: u32) -> Device {
         Device {
-            mac: format!("00:1a:11:00:{:02x}:{:02x}", i / 256, i % 256),
-            vlan: Some(10),
-            interface: "lan0".into(),
-            ipv4: Some(Ipv4Addr::from(0x0a00_0000 + i)),
-            ipv6: Vec::new(),
             names: vec![
                 DeviceName {
                     name: "tv.lan".into(),
@@ -438,7 +463,6 @@ mod tests {
                 },
             ],
             vendor: Some("Google, Inc.".into()),
-            locally_administered: false,
             dhcp_vendor_class: Some("android-dhcp-13".into()),
             services: vec![Service {
                 kind: "_googlecast._tcp".into(),
@@ -449,12 +473,15 @@ mod tests {
             model_hints: [("md".to_owned(), "Chromecast".to_owned())]
                 .into_iter()
                 .collect(),
-            upnp: None,
-            first_seen_ms: 1,
             last_seen_ms: 2,
-            online: true,
             arp_rtt_ms: Some(0.4),
-            icmp_rtt_ms: None,
+            ..Device::first_seen(
+                format!("00:1a:11:00:{:02x}:{:02x}", i / 256, i % 256),
+                Some(10),
+                "lan0",
+                Some(Ipv4Addr::from(0x0a00_0000 + i)),
+                1,
+            )
         }
     }
 

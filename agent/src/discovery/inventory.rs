@@ -236,23 +236,10 @@ impl Inventory {
         let mut events = Vec::new();
         let entry = self.devices.entry(key).or_insert_with(|| {
             let device = Device {
-                mac: format_mac(mac),
-                vlan: seg.vlan,
-                interface: seg.interface.clone(),
-                ipv4: ip,
                 ipv6: self.pending_ipv6.remove(&key).unwrap_or_default(),
-                names: Vec::new(),
                 vendor: oui::vendor(mac).map(str::to_owned),
                 locally_administered: oui::is_locally_administered(mac),
-                dhcp_vendor_class: None,
-                services: Vec::new(),
-                model_hints: ModelHints::default(),
-                upnp: None,
-                first_seen_ms: at_ms,
-                last_seen_ms: at_ms,
-                online: true,
-                arp_rtt_ms: None,
-                icmp_rtt_ms: None,
+                ..Device::first_seen(format_mac(mac), seg.vlan, seg.interface.clone(), ip, at_ms)
             };
             events.push(EventKind::New);
             Entry {

@@ -45,23 +45,8 @@ struct Rig {
 
 fn device(mac: &str) -> Device {
     Device {
-        mac: mac.into(),
-        vlan: None,
-        interface: "lan0".into(),
-        ipv4: Some([10, 0, 0, 20].into()),
-        ipv6: Vec::new(),
-        names: Vec::new(),
-        vendor: None,
-        locally_administered: false,
-        dhcp_vendor_class: None,
-        services: Vec::new(),
-        model_hints: Default::default(),
-        upnp: None,
-        first_seen_ms: 1,
         last_seen_ms: 2,
-        online: true,
-        arp_rtt_ms: None,
-        icmp_rtt_ms: None,
+        ..Device::first_seen(mac, None, "lan0", Some([10, 0, 0, 20].into()), 1)
     }
 }
 

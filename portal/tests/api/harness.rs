@@ -610,23 +610,8 @@ pub fn sample_device(
     ipv4: Ipv4Addr,
 ) -> outpost_cloud_link::inventory::Device {
     outpost_cloud_link::inventory::Device {
-        mac: mac.into(),
-        vlan,
-        interface: interface.into(),
-        ipv4: Some(ipv4),
-        ipv6: Vec::new(),
-        names: Vec::new(),
-        vendor: None,
-        locally_administered: false,
-        dhcp_vendor_class: None,
-        services: Vec::new(),
-        model_hints: Default::default(),
-        upnp: None,
-        first_seen_ms: 1_000,
         last_seen_ms: 2_000,
-        online: true,
-        arp_rtt_ms: None,
-        icmp_rtt_ms: None,
+        ..outpost_cloud_link::inventory::Device::first_seen(mac, vlan, interface, Some(ipv4), 1_000)
     }
 }
 
