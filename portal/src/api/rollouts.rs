@@ -15,7 +15,7 @@ use super::auth::Operator;
 use super::error::AppError;
 use super::views::time;
 use super::ApiState;
-use crate::app::rollouts::{RolloutError, RolloutInfo, RolloutRequest};
+use crate::app::rollouts::{RolloutError, RolloutInfo, RolloutRequest, Steer};
 use crate::app::App;
 use crate::rollout::covered;
 use crate::store::rollouts::{RolloutScope, UpdateRow};
@@ -326,16 +326,26 @@ pub async fn get(
     Ok(Json(RolloutView::new(&info, true)))
 }
 
+/// `POST /rollouts/{id}/pause`, `…/resume` and `…/cancel`.
+async fn steer(
+    op: Operator,
+    state: ApiState,
+    id: &str,
+    steer: Steer,
+) -> Result<Json<RolloutView>, RolloutApiError> {
+    let info = state
+        .app
+        .steer_rollout(&op.caller, rollout_id(id)?, steer, &op.actor)
+        .await?;
+    Ok(Json(RolloutView::new(&info, true)))
+}
+
 pub async fn pause(
     op: Operator,
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<RolloutView>, RolloutApiError> {
-    let info = state
-        .app
-        .pause_rollout(&op.caller, rollout_id(&id)?, &op.actor)
-        .await?;
-    Ok(Json(RolloutView::new(&info, true)))
+    steer(op, state, &id, Steer::Pause).await
 }
 
 pub async fn resume(
@@ -343,11 +353,7 @@ pub async fn resume(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<RolloutView>, RolloutApiError> {
-    let info = state
-        .app
-        .resume_rollout(&op.caller, rollout_id(&id)?, &op.actor)
-        .await?;
-    Ok(Json(RolloutView::new(&info, true)))
+    steer(op, state, &id, Steer::Resume).await
 }
 
 pub async fn cancel(
@@ -355,11 +361,7 @@ pub async fn cancel(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<RolloutView>, RolloutApiError> {
-    let info = state
-        .app
-        .cancel_rollout(&op.caller, rollout_id(&id)?, &op.actor)
-        .await?;
-    Ok(Json(RolloutView::new(&info, true)))
+    steer(op, state, &id, Steer::Cancel).await
 }
 
 #[derive(Debug, Deserialize)]

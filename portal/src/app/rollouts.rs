@@ -45,6 +45,39 @@ pub const DEFAULT_STAGES: [i64; 1] = [100];
 /// The default failure threshold (percent of a stage's agents).
 pub const DEFAULT_MAX_FAILURE_PCT: i64 = 20;
 
+/// What an operator can do to a rollout under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Steer {
+    /// No new updates are sent (a running rollout).
+    Pause,
+    /// Go on (a paused rollout).
+    Resume,
+    /// Stop for good (a running or paused rollout).
+    Cancel,
+}
+
+impl Steer {
+    pub const ALL: [Steer; 3] = [Steer::Pause, Steer::Resume, Steer::Cancel];
+
+    /// The verb of its route and button (`POST /rollouts/{id}/<verb>`).
+    pub fn verb(self) -> &'static str {
+        match self {
+            Steer::Pause => "pause",
+            Steer::Resume => "resume",
+            Steer::Cancel => "cancel",
+        }
+    }
+
+    /// Whether a rollout in `state` can be steered this way.
+    pub fn applies_to(self, state: RolloutState) -> bool {
+        match self {
+            Steer::Pause => state == RolloutState::Running,
+            Steer::Resume => state == RolloutState::Paused,
+            Steer::Cancel => matches!(state, RolloutState::Running | RolloutState::Paused),
+        }
+    }
+}
+
 /// Why a rollout operation was refused or failed. Every message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {
@@ -501,131 +534,72 @@ impl App {
         }
     }
 
-    /// Pauses a running rollout: no new updates are sent; those under way finish.
-    pub async fn pause_rollout(
+    /// Pauses, resumes or cancels a rollout (see [`Steer`]). Pausing and cancelling stop new updates;
+    /// those under way finish. Resuming a rollout paused over its failure threshold accepts its stage's
+    /// failures and goes on with the next stage (or is done after the last).
+    pub async fn steer_rollout(
         &self,
         caller: &Caller,
         id: i64,
+        steer: Steer,
         actor: &Actor,
     ) -> Result<RolloutInfo, RolloutError> {
         let info = self.rollout(caller, id).await?;
         let r = &info.row;
-        if r.state != RolloutState::Running {
-            return Err(RolloutError::State(format!(
-                "rollout {id} is {}, not running, so it cannot be paused",
-                r.state.as_str()
-            )));
+        if !steer.applies_to(r.state) {
+            return Err(RolloutError::State(match steer {
+                Steer::Pause => format!(
+                    "rollout {id} is {}, not running, so it cannot be paused",
+                    r.state.as_str()
+                ),
+                Steer::Resume => format!(
+                    "rollout {id} is {}, not paused, so there is nothing to resume",
+                    r.state.as_str()
+                ),
+                Steer::Cancel => format!("rollout {id} is {} already", r.state.as_str()),
+            }));
         }
-        let reason = format!("paused by {}", actor.as_str());
-        let mut conn = self.store().conn().await?;
-        if !store::transition(
-            &mut conn,
-            id,
-            (RolloutState::Running, r.stage),
-            (RolloutState::Paused, r.stage, Some(&reason)),
-            self.now(),
-        )
-        .await?
-        {
-            return Err(RolloutError::State(format!(
-                "rollout {id} changed meanwhile; look at it again"
-            )));
-        }
-        drop(conn);
-        self.rollout_line(r, "rollout-paused", actor, format!("rollout {id} paused"))
-            .await;
-        self.rollout_info(id).await
-    }
-
-    /// Resumes a paused rollout. Paused over its failure threshold, its stage's failures are accepted and
-    /// it goes on with the next stage (or is done after the last).
-    pub async fn resume_rollout(
-        &self,
-        caller: &Caller,
-        id: i64,
-        actor: &Actor,
-    ) -> Result<RolloutInfo, RolloutError> {
-        let info = self.rollout(caller, id).await?;
-        let r = &info.row;
-        if r.state != RolloutState::Paused {
-            return Err(RolloutError::State(format!(
-                "rollout {id} is {}, not paused, so there is nothing to resume",
-                r.state.as_str()
-            )));
-        }
-        let states = states_in_order(&info);
-        let step = rollout::next_step(
-            &Progress {
-                stages: &r.stages,
-                stage: r.stage,
-                max_failure_pct: r.max_failure_pct,
-                states: &states,
-            },
-            true,
-        );
-        let to = match step {
-            Step::Advance { next } => (RolloutState::Running, next, None),
-            Step::Done => (RolloutState::Done, r.stage, None),
-            _ => (RolloutState::Running, r.stage, None),
+        let pause_reason = format!("paused by {}", actor.as_str());
+        let to = match steer {
+            Steer::Pause => (RolloutState::Paused, r.stage, Some(pause_reason.as_str())),
+            Steer::Resume => {
+                let states = states_in_order(&info);
+                let step = rollout::next_step(
+                    &Progress {
+                        stages: &r.stages,
+                        stage: r.stage,
+                        max_failure_pct: r.max_failure_pct,
+                        states: &states,
+                    },
+                    true,
+                );
+                match step {
+                    Step::Advance { next } => (RolloutState::Running, next, None),
+                    Step::Done => (RolloutState::Done, r.stage, None),
+                    _ => (RolloutState::Running, r.stage, None),
+                }
+            }
+            Steer::Cancel => (RolloutState::Cancelled, r.stage, r.pause_reason.as_deref()),
         };
         let mut conn = self.store().conn().await?;
-        if !store::transition(
-            &mut conn,
-            id,
-            (RolloutState::Paused, r.stage),
-            to,
-            self.now(),
-        )
-        .await?
-        {
+        if !store::transition(&mut conn, id, (r.state, r.stage), to, self.now()).await? {
             return Err(RolloutError::State(format!(
                 "rollout {id} changed meanwhile; look at it again"
             )));
         }
         drop(conn);
-        self.rollout_line(r, "rollout-resumed", actor, format!("rollout {id} resumed"))
-            .await;
-        self.drive_rollouts().await?;
-        self.rollout_info(id).await
-    }
-
-    /// Cancels a running or paused rollout: no new updates are sent; those under way finish.
-    pub async fn cancel_rollout(
-        &self,
-        caller: &Caller,
-        id: i64,
-        actor: &Actor,
-    ) -> Result<RolloutInfo, RolloutError> {
-        let info = self.rollout(caller, id).await?;
-        let r = &info.row;
-        if !matches!(r.state, RolloutState::Running | RolloutState::Paused) {
-            return Err(RolloutError::State(format!(
-                "rollout {id} is {} already",
-                r.state.as_str()
-            )));
+        let (action, text) = match steer {
+            Steer::Pause => ("rollout-paused", format!("rollout {id} paused")),
+            Steer::Resume => ("rollout-resumed", format!("rollout {id} resumed")),
+            Steer::Cancel => (
+                "rollout-cancelled",
+                format!("rollout {id} cancelled; updates under way finish"),
+            ),
+        };
+        self.rollout_line(r, action, actor, text).await;
+        if steer == Steer::Resume {
+            self.drive_rollouts().await?;
         }
-        let mut conn = self.store().conn().await?;
-        if !store::transition(
-            &mut conn,
-            id,
-            (r.state, r.stage),
-            (RolloutState::Cancelled, r.stage, r.pause_reason.as_deref()),
-            self.now(),
-        )
-        .await?
-        {
-            return Err(RolloutError::State(format!(
-                "rollout {id} changed meanwhile; look at it again"
-            )));
-        }
-        drop(conn);
-        self.rollout_line(
-            r,
-            "rollout-cancelled",
-            actor,
-            format!("rollout {id} cancelled; updates under way finish"),
-        )
-        .await;
         self.rollout_info(id).await
     }
 

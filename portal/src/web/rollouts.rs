@@ -19,7 +19,7 @@ use super::team::{parse_id, problem_of, Fields};
 use super::WebState;
 use crate::access::Action;
 use crate::api::owner::Problem;
-use crate::app::rollouts::{scope_text, RolloutError, RolloutRequest};
+use crate::app::rollouts::{scope_text, RolloutError, RolloutRequest, Steer};
 use crate::app::OpError;
 use crate::store::releases::Filter;
 use crate::store::rollouts::RolloutScope;
@@ -110,17 +110,10 @@ async fn rollouts_page(
                         }
                         td { (r.created_by) br; span.muted { (when(r.created_at)) } }
                         td { @if manage {
-                            @for (verb, label) in [("pause", "Pause"), ("resume", "Resume"), ("cancel", "Cancel")] {
-                                @let shown = match verb {
-                                    "pause" => r.state.as_str() == "running",
-                                    "resume" => r.state.as_str() == "paused",
-                                    _ => matches!(r.state.as_str(), "running" | "paused"),
-                                };
-                                @if shown {
-                                    form.inline method="post" action={ "/rollouts/" (r.id) "/" (verb) } {
-                                        input type="hidden" name="csrf" value=(csrf);
-                                        button.quiet type="submit" { (label) }
-                                    }
+                            @for steer in Steer::ALL.into_iter().filter(|s| s.applies_to(r.state)) {
+                                form.inline method="post" action={ "/rollouts/" (r.id) "/" (steer.verb()) } {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    button.quiet type="submit" { (button_label(steer)) }
                                 }
                             }
                         } }
@@ -296,7 +289,7 @@ async fn steer(
     headers: HeaderMap,
     id: String,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
-    verb: &str,
+    steer: Steer,
 ) -> Response {
     let f = Fields::of(form);
     if let Some(refusal) = tech.refuse_post(&headers, f.csrf()) {
@@ -306,22 +299,29 @@ async fn steer(
         Ok(id) => id,
         Err(e) => return refused(&state, &tech, e.into()).await,
     };
-    let (app, caller, actor) = (&state.app, &tech.caller, tech.actor());
-    let result = match verb {
-        "pause" => app.pause_rollout(caller, id, &actor).await,
-        "resume" => app.resume_rollout(caller, id, &actor).await,
-        _ => app.cancel_rollout(caller, id, &actor).await,
-    };
-    match result {
+    match state
+        .app
+        .steer_rollout(&tech.caller, id, steer, &tech.actor())
+        .await
+    {
         Ok(_) => {
-            let key = match verb {
-                "pause" => "paused",
-                "resume" => "resumed",
-                _ => "cancelled",
+            let key = match steer {
+                Steer::Pause => "paused",
+                Steer::Resume => "resumed",
+                Steer::Cancel => "cancelled",
             };
             redirect(&format!("/rollouts?ok={key}"), None)
         }
         Err(e) => refused(&state, &tech, e).await,
+    }
+}
+
+/// The button that steers a rollout this way.
+fn button_label(steer: Steer) -> &'static str {
+    match steer {
+        Steer::Pause => "Pause",
+        Steer::Resume => "Resume",
+        Steer::Cancel => "Cancel",
     }
 }
 
@@ -333,7 +333,7 @@ pub async fn pause(
     Path(id): Path<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
-    steer(state, tech, headers, id, form, "pause").await
+    steer(state, tech, headers, id, form, Steer::Pause).await
 }
 
 /// `POST /rollouts/{id}/resume`.
@@ -344,7 +344,7 @@ pub async fn resume(
     Path(id): Path<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
-    steer(state, tech, headers, id, form, "resume").await
+    steer(state, tech, headers, id, form, Steer::Resume).await
 }
 
 /// `POST /rollouts/{id}/cancel`.
@@ -355,7 +355,7 @@ pub async fn cancel(
     Path(id): Path<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
-    steer(state, tech, headers, id, form, "cancel").await
+    steer(state, tech, headers, id, form, Steer::Cancel).await
 }
 
 #[cfg(test)]
