@@ -18,14 +18,14 @@ use outpost_cloud_link::AgentId;
 use serde::Deserialize;
 
 use super::auth::{redirect, Tech};
-use super::layout::{confirm_page, html_response, page, problem_page, when, when_opt, Notice};
+use super::layout::{confirm_page, html_response, page, when, when_opt, Notice};
 use super::WebState;
 use super::{owner_form, site_form};
 use crate::access::Action as Can;
 use crate::api::agents::parse_until;
 use crate::api::error::AppError;
 use crate::api::owner::Problem;
-use crate::app::{App, OpError};
+use crate::app::App;
 use crate::lifecycle::{Action, Status};
 use crate::listing::{display_status, renewal_flag, renews_at};
 
@@ -44,10 +44,6 @@ pub fn done_notice(key: &str) -> Option<&'static str> {
     })
 }
 
-fn op_problem(tech: &Tech, e: OpError, back: (&str, &str)) -> Response {
-    problem_page(Problem::from(e), Some(tech.viewer()), back)
-}
-
 #[derive(Debug, Default, Deserialize)]
 pub struct AgentQuery {
     pub ok: Option<String>,
@@ -59,9 +55,9 @@ pub async fn show(
     Path(id): Path<String>,
     Query(query): Query<AgentQuery>,
 ) -> Response {
-    let id = match App::parse_agent_id(&id) {
+    let id = match tech.agent_id(&id) {
         Ok(id) => id,
-        Err(e) => return op_problem(&tech, e, ("/agents", "Back to the agents")),
+        Err(page) => return *page,
     };
     let notice = query.ok.as_deref().and_then(done_notice).map(Notice::ok);
     render(&state, &tech, &id, notice, None, StatusCode::OK).await
@@ -79,14 +75,14 @@ pub async fn render(
     let app = &state.app;
     let row = match app.agent(id).await {
         Ok(row) => row,
-        Err(e) => return op_problem(tech, e, ("/agents", "Back to the agents")),
+        Err(e) => return tech.problem(e, ("/agents", "Back to the agents")),
     };
     let history = app.agent_history(id).await.unwrap_or_default();
     let facts = app.update_facts(id).await.unwrap_or_default();
     let attempts = app.agent_updates(id, 5).await.unwrap_or_default();
     let stored = match app.site(id).await {
         Ok(stored) => stored,
-        Err(e) => return op_problem(tech, e, ("/agents", "Back to the agents")),
+        Err(e) => return tech.problem(e, ("/agents", "Back to the agents")),
     };
     let site = match site_input {
         Some(refused) => site_form::form(tech.csrf(), id, &refused.input, &refused.errors),
@@ -313,9 +309,9 @@ async fn lifecycle(
     {
         return refused;
     }
-    let id = match App::parse_agent_id(&id) {
+    let id = match tech.agent_id(&id) {
         Ok(id) => id,
-        Err(e) => return op_problem(&tech, e, ("/agents", "Back to the agents")),
+        Err(page) => return *page,
     };
     let field = |get: fn(&LifecycleForm) -> Option<&String>| {
         form.as_ref()
@@ -424,7 +420,7 @@ async fn confirm(state: WebState, tech: Tech, id: String, verb: Verb) -> Respons
     };
     let row = match row {
         Ok(row) => row,
-        Err(e) => return op_problem(&tech, e, ("/agents", "Back to the agents")),
+        Err(e) => return tech.problem(e, ("/agents", "Back to the agents")),
     };
     let base = format!("/agents/{}", row.id);
     let online = state.app.is_online(&row);

@@ -63,9 +63,7 @@ pub async fn list(
     }
     let (items, total) = match state.app.search_agents(&query, &tech.caller.scope).await {
         Ok(found) => found,
-        Err(e) => {
-            return problem_page(Problem::from(e), Some(tech.viewer()), ("/agents", "Reload"))
-        }
+        Err(e) => return tech.problem(e, ("/agents", "Reload")),
     };
     let export = query_string(&query.pairs(false));
     let sort_link = |key: SortKey| {
@@ -249,11 +247,7 @@ pub async fn csv(
             }
             response
         }
-        Err(e) => problem_page(
-            Problem::from(e),
-            Some(tech.viewer()),
-            ("/agents", "Back to the agents"),
-        ),
+        Err(e) => tech.problem(e, ("/agents", "Back to the agents")),
     }
 }
 
@@ -269,7 +263,7 @@ pub async fn map(
     query.offset = 0;
     let (items, total) = match state.app.search_agents(&query, &tech.caller.scope).await {
         Ok(found) => found,
-        Err(e) => return problem_page(Problem::from(e), Some(tech.viewer()), ("/agents", "Back")),
+        Err(e) => return tech.problem(e, ("/agents", "Back")),
     };
     let mut places = Vec::new();
     let mut unplaced = Vec::new();

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use maud::html;
+use outpost_cloud_link::AgentId;
 use serde::Deserialize;
 
 use super::layout::{html_response, page, problem_page, query_value, Nav, Notice, Viewer};
@@ -24,7 +25,7 @@ use crate::api::auth::Required;
 use crate::api::owner::session::{cookie, cross_site};
 use crate::api::owner::Problem;
 use crate::app::sessions::{self, Client, Pending, Session, SESSION_LIFETIME};
-use crate::app::{Actor, OpError};
+use crate::app::{Actor, App, OpError};
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "outpost_session";
@@ -46,6 +47,18 @@ impl Tech {
             csrf: &self.csrf,
             nav: Nav::of(&self.caller),
         }
+    }
+
+    /// The problem page of a refused operation or request, with a link back (`back`: path and label).
+    pub fn problem(&self, e: impl Into<Problem>, back: (&str, &str)) -> Response {
+        problem_page(e.into(), Some(self.viewer()), back)
+    }
+
+    /// The agent id in an agent route's path, or the problem page that leads back to the agents (boxed:
+    /// a response is large beside an id).
+    pub fn agent_id(&self, raw: &str) -> Result<AgentId, Box<Response>> {
+        App::parse_agent_id(raw)
+            .map_err(|e| Box::new(self.problem(e, ("/agents", "Back to the agents"))))
     }
 
     /// How the history names this user.

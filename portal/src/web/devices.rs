@@ -18,9 +18,7 @@ use outpost_cloud_link::AgentId;
 use serde::Deserialize;
 
 use super::auth::{redirect, Tech};
-use super::layout::{
-    confirm_page, html_response, page, problem_page, query_value, when, when_ms, Notice,
-};
+use super::layout::{confirm_page, html_response, page, query_value, when, when_ms, Notice};
 use super::WebState;
 use crate::access::Action;
 use crate::api::owner::pages::PAGE_WAIT;
@@ -237,10 +235,6 @@ fn parse_ids(agent: &str, device: Option<&str>) -> Result<(AgentId, Option<Devic
     Ok((agent, device))
 }
 
-fn op_problem(tech: &Tech, e: OpError, back: (&str, &str)) -> Response {
-    problem_page(Problem::from(e), Some(tech.viewer()), back)
-}
-
 /// Every device of the agent matching the filter, up to [`MAX_ROWS`]; and the total matching.
 async fn load_devices(
     app: &App,
@@ -282,12 +276,12 @@ pub async fn table(
 ) -> Response {
     let (agent, _) = match parse_ids(&agent, None) {
         Ok(ids) => ids,
-        Err(e) => return op_problem(&tech, e, ("/agents", "Back to the agents")),
+        Err(e) => return tech.problem(e, ("/agents", "Back to the agents")),
     };
     let back = format!("/agents/{agent}");
     let row = match state.app.agent(&agent).await {
         Ok(row) => row,
-        Err(e) => return op_problem(&tech, e, ("/agents", "Back to the agents")),
+        Err(e) => return tech.problem(e, ("/agents", "Back to the agents")),
     };
     let (view, notice) = match TableView::parse(&query) {
         Ok(view) => (view, None),
@@ -304,7 +298,7 @@ pub async fn table(
     };
     let (mut lines, total) = match load_devices(&state.app, &agent, &view).await {
         Ok(found) => found,
-        Err(e) => return op_problem(&tech, e, (&back, "Back to the agent")),
+        Err(e) => return tech.problem(e, (&back, "Back to the agent")),
     };
     sort_devices(&mut lines, view.sort, view.descending);
     let base = format!("/agents/{agent}/devices");
@@ -456,7 +450,7 @@ pub async fn device(
     let (agent, device) = match parse_ids(&agent, Some(&device)) {
         Ok((a, Some(d))) => (a, d),
         Ok(_) => return redirect("/agents", None),
-        Err(e) => return op_problem(&tech, e, ("/agents", "Back to the agents")),
+        Err(e) => return tech.problem(e, ("/agents", "Back to the agents")),
     };
     let notice = match query.command {
         Some(id) => match state.app.command(&agent, id).await {
@@ -479,17 +473,16 @@ async fn render_device(
     let devices_path = format!("/agents/{agent}/devices");
     let row = match app.agent(agent).await {
         Ok(row) => row,
-        Err(e) => return op_problem(tech, e, ("/agents", "Back to the agents")),
+        Err(e) => return tech.problem(e, ("/agents", "Back to the agents")),
     };
     let (stored, control) = match app.device(agent, device).await {
         Ok(found) => found,
-        Err(e) => return op_problem(tech, e, (&devices_path, "Back to the devices")),
+        Err(e) => return tech.problem(e, (&devices_path, "Back to the devices")),
     };
     let d: Device = match serde_json::from_value(stored.record) {
         Ok(d) => d,
         Err(e) => {
-            return op_problem(
-                tech,
+            return tech.problem(
                 OpError::Store(crate::store::StoreError::Corrupt(format!(
                     "devices.record: {e}"
                 ))),
@@ -499,7 +492,7 @@ async fn render_device(
     };
     let flags = match app.device_owner_flags(agent, device).await {
         Ok(flags) => flags,
-        Err(e) => return op_problem(tech, e, (&devices_path, "Back to the devices")),
+        Err(e) => return tech.problem(e, (&devices_path, "Back to the devices")),
     };
     let has_owner = app
         .owner_settings(agent)
@@ -610,7 +603,7 @@ async fn act(
     let (agent, device) = match parse_ids(&ids.0, Some(&ids.1)) {
         Ok((a, Some(d))) => (a, d),
         Ok(_) => return redirect("/agents", None),
-        Err(e) => return op_problem(&tech, e, ("/agents", "Back to the agents")),
+        Err(e) => return tech.problem(e, ("/agents", "Back to the agents")),
     };
     let base = format!("/agents/{agent}/devices/{}", device.id());
     let action = match kind {
@@ -625,7 +618,7 @@ async fn act(
                     field: "action",
                     message: format!("{raw:?} is not one of on, off, cycle"),
                 };
-                return op_problem(&tech, e, (&base, "Back to the device"));
+                return tech.problem(e, (&base, "Back to the device"));
             };
             let confirmed = form.as_ref().and_then(|f| f.confirm.as_deref()) == Some("yes");
             if power != PowerAction::On && !confirmed {
@@ -733,7 +726,7 @@ pub async fn set_flags(
     let (agent, device) = match parse_ids(&ids.0, Some(&ids.1)) {
         Ok((a, Some(d))) => (a, d),
         Ok(_) => return redirect("/agents", None),
-        Err(e) => return op_problem(&tech, e, ("/agents", "Back to the agents")),
+        Err(e) => return tech.problem(e, ("/agents", "Back to the agents")),
     };
     let on = |v: Option<&String>| v.is_some_and(|v| v == "yes");
     let flags = Flags {

@@ -15,12 +15,11 @@ use outpost_cloud_link::AgentId;
 use serde::Deserialize;
 
 use super::auth::{redirect, Tech};
-use super::layout::{confirm_page, html_response, page, problem_page, when_ms, Notice};
+use super::layout::{confirm_page, html_response, page, when_ms, Notice};
 use super::WebState;
 use crate::access::Action;
 use crate::api::owner::Problem;
 use crate::app::diagnostics::{DiagnosticsError, DEFAULT_LOG_LINES, DIAGNOSTICS_WAIT};
-use crate::app::App;
 
 /// The text next to the Restart button and on its confirmation page.
 pub const RESTART_TEXT: &str = "Restarting stops the agent for a few seconds: it reconnects, rescans and \
@@ -62,16 +61,6 @@ fn problem_of(e: DiagnosticsError) -> Problem {
     }
 }
 
-fn parse(tech: &Tech, id: &str) -> Result<AgentId, Box<Response>> {
-    App::parse_agent_id(id).map_err(|e| {
-        Box::new(problem_page(
-            Problem::from(e),
-            Some(tech.viewer()),
-            ("/agents", "Back to the agents"),
-        ))
-    })
-}
-
 #[derive(Debug, Deserialize)]
 pub struct RestartForm {
     pub csrf: Option<String>,
@@ -91,7 +80,7 @@ pub async fn restart(
     {
         return refused;
     }
-    let id = match parse(&tech, &id) {
+    let id = match tech.agent_id(&id) {
         Ok(id) => id,
         Err(r) => return *r,
     };
@@ -113,11 +102,7 @@ pub async fn restart(
     }
     match state.app.restart_agent(&id, &tech.actor()).await {
         Ok(_) => redirect(&format!("/agents/{id}?ok=restart"), None),
-        Err(e) => problem_page(
-            Problem::from(e),
-            Some(tech.viewer()),
-            (&back, "Back to the agent"),
-        ),
+        Err(e) => tech.problem(e, (&back, "Back to the agent")),
     }
 }
 
@@ -178,7 +163,7 @@ pub async fn logs(
     Path(id): Path<String>,
     Query(q): Query<LogsQuery>,
 ) -> Response {
-    let id = match parse(&tech, &id) {
+    let id = match tech.agent_id(&id) {
         Ok(id) => id,
         Err(r) => return *r,
     };
@@ -257,7 +242,7 @@ pub fn health_markup(h: &Health) -> Markup {
 
 /// `GET /agents/{id}/health`.
 pub async fn health(State(state): State<WebState>, tech: Tech, Path(id): Path<String>) -> Response {
-    let id = match parse(&tech, &id) {
+    let id = match tech.agent_id(&id) {
         Ok(id) => id,
         Err(r) => return *r,
     };

@@ -13,7 +13,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::auth::Tech;
-use super::layout::{html_response, page, problem_page, query_value, when, Notice};
+use super::layout::{html_response, page, query_value, when, Notice};
 use super::WebState;
 use crate::api::agents::{number, parse_until};
 use crate::api::error::AppError;
@@ -126,11 +126,7 @@ fn bad_query(rejection: QueryRejection) -> AppError {
 }
 
 fn problem(tech: &Tech, e: AppError) -> Response {
-    problem_page(
-        Problem::from(e),
-        Some(tech.viewer()),
-        ("/history", "Back to the history"),
-    )
+    tech.problem(e, ("/history", "Back to the history"))
 }
 
 /// `GET /history`: the filter form, a page of lines and the CSV link.

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::agent;
 use super::auth::Tech;
-use super::layout::{problem_page, when, when_opt, Notice};
+use super::layout::{when, when_opt, Notice};
 use super::WebState;
 use crate::api::owner::operator::portal_origin;
 use crate::api::owner::Problem;
@@ -76,15 +76,9 @@ pub async fn save(
     {
         return refused;
     }
-    let id = match App::parse_agent_id(&id) {
+    let id = match tech.agent_id(&id) {
         Ok(id) => id,
-        Err(e) => {
-            return problem_page(
-                Problem::from(e),
-                Some(tech.viewer()),
-                ("/agents", "Back to the agents"),
-            )
-        }
+        Err(page) => return *page,
     };
     let Some(form) = form else {
         return agent::render(

@@ -14,10 +14,9 @@ use outpost_cloud_link::AgentId;
 use serde::Deserialize;
 
 use super::auth::{redirect, Tech};
-use super::layout::{html_response, page, problem_page, when, when_opt, Notice};
+use super::layout::{html_response, page, when, when_opt, Notice};
 use super::WebState;
 use crate::api::owner::Problem;
-use crate::app::App;
 use crate::lifecycle::{Decision, Status};
 use crate::listing::{renewal_flag, renews_at, RenewalFlag, DUE_WINDOW_DAYS};
 use crate::mail::messages::RENEWAL_REMINDERS;
@@ -78,15 +77,9 @@ pub async fn show(
     Path(id): Path<String>,
     Query(query): Query<PageQuery>,
 ) -> Response {
-    let id = match App::parse_agent_id(&id) {
+    let id = match tech.agent_id(&id) {
         Ok(id) => id,
-        Err(e) => {
-            return problem_page(
-                Problem::from(e),
-                Some(tech.viewer()),
-                ("/agents", "Back to the agents"),
-            )
-        }
+        Err(page) => return *page,
     };
     let notice = query.ok.as_deref().and_then(done_notice).map(Notice::ok);
     render(&state, &tech, &id, notice, StatusCode::OK).await
@@ -105,15 +98,9 @@ pub async fn decide(
     {
         return refused;
     }
-    let id = match App::parse_agent_id(&id) {
+    let id = match tech.agent_id(&id) {
         Ok(id) => id,
-        Err(e) => {
-            return problem_page(
-                Problem::from(e),
-                Some(tech.viewer()),
-                ("/agents", "Back to the agents"),
-            )
-        }
+        Err(page) => return *page,
     };
     let raw = form
         .as_ref()
@@ -164,13 +151,7 @@ async fn render(
     let app = &state.app;
     let row = match app.agent(id).await {
         Ok(row) => row,
-        Err(e) => {
-            return problem_page(
-                Problem::from(e),
-                Some(tech.viewer()),
-                ("/agents", "Back to the agents"),
-            )
-        }
+        Err(e) => return tech.problem(e, ("/agents", "Back to the agents")),
     };
     let now = app.now();
     let s = &row.subscription;

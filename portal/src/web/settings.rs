@@ -18,12 +18,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::auth::{redirect, Tech};
-use super::layout::{html_response, page, problem_page, when_opt, Notice};
+use super::layout::{html_response, page, when_opt, Notice};
 use super::WebState;
 use crate::access::Action;
 use crate::api::owner::Problem;
 use crate::app::settings::PutSettingsError;
-use crate::app::App;
 use crate::store::settings::SettingsRow;
 
 /// How a field is typed.
@@ -406,23 +405,11 @@ async fn render(
     let app = &state.app;
     let agent = match app.agent(id).await {
         Ok(a) => a,
-        Err(e) => {
-            return problem_page(
-                Problem::from(e),
-                Some(tech.viewer()),
-                ("/agents", "Back to the agents"),
-            )
-        }
+        Err(e) => return tech.problem(e, ("/agents", "Back to the agents")),
     };
     let row = match app.agent_settings(id).await {
         Ok(r) => r,
-        Err(e) => {
-            return problem_page(
-                Problem::from(e),
-                Some(tech.viewer()),
-                ("/agents", "Back to the agents"),
-            )
-        }
+        Err(e) => return tech.problem(e, ("/agents", "Back to the agents")),
     };
     let version = row.as_ref().map_or(0, |r| r.version);
     let change = tech.may(Action::AgentsControl);
@@ -463,15 +450,9 @@ pub async fn show(
     Path(id): Path<String>,
     Query(q): Query<OkQuery>,
 ) -> Response {
-    let id = match App::parse_agent_id(&id) {
+    let id = match tech.agent_id(&id) {
         Ok(id) => id,
-        Err(e) => {
-            return problem_page(
-                Problem::from(e),
-                Some(tech.viewer()),
-                ("/agents", "Back to the agents"),
-            )
-        }
+        Err(page) => return *page,
     };
     let notice = (q.ok.as_deref() == Some("saved"))
         .then(|| Notice::ok("Settings saved and sent to the agent (or queued until it connects)."));
@@ -498,15 +479,9 @@ pub async fn save(
     let Some(form) = form else {
         return redirect("/agents", None);
     };
-    let id = match App::parse_agent_id(&id) {
+    let id = match tech.agent_id(&id) {
         Ok(id) => id,
-        Err(e) => {
-            return problem_page(
-                Problem::from(e),
-                Some(tech.viewer()),
-                ("/agents", "Back to the agents"),
-            )
-        }
+        Err(page) => return *page,
     };
     let settings = match settings_of(&form) {
         Ok(s) => s,

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::agent;
 use super::auth::{redirect, Tech};
-use super::layout::{problem_page, Notice};
+use super::layout::Notice;
 use super::WebState;
 use crate::api::owner::Problem;
 use crate::app::{App, OpError};
@@ -295,15 +295,9 @@ pub async fn save(
     let Some(form) = form else {
         return redirect("/agents", None);
     };
-    let id = match App::parse_agent_id(&id) {
+    let id = match tech.agent_id(&id) {
         Ok(id) => id,
-        Err(e) => {
-            return problem_page(
-                Problem::from(e),
-                Some(tech.viewer()),
-                ("/agents", "Back to the agents"),
-            )
-        }
+        Err(page) => return *page,
     };
     let (input, form_errors) = form.input.to_input();
     let refused = |errors: Vec<FieldError>| Refused {
